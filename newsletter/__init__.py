@@ -1,0 +1,1 @@
+"""The West Midlands Regional Update: draft -> model -> render -> message -> transport -> ledger."""
