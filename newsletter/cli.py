@@ -15,8 +15,8 @@ from newsletter.render import GMAIL_CLIP_BYTES, render
 
 app = typer.Typer(help="The West Midlands Regional Update: check, render and send an issue.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 WARN_BYTES = 90 * 1024
 

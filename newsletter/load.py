@@ -30,6 +30,9 @@ MAX_NODES = 20_000
 MAX_DEPTH = 12
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>")
 
+OWN_ERRORS = {"section", "email", "url", "time", "date", "slug"}
+"""Error types raised by model.py with messages written for editors."""
+
 Path_ = tuple[str | int, ...]
 
 
@@ -124,6 +127,10 @@ def _parse(path: Path, text: str) -> CommentedMap:
         tree = _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        unclosed = _unclosed_quote(text, mark.line + 1 if mark else len(text))
+        if unclosed:
+            raise DraftError([Problem(path, unclosed, 1, "the quote opened on this line is not closed: "
+                                      "add the closing quote at the end of the value")]) from None
         what = " ".join(filter(None, [exc.context, exc.problem]))
         hint = _yaml_hint(what)
         raise DraftError([Problem(path, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1,
@@ -136,6 +143,18 @@ def _parse(path: Path, text: str) -> CommentedMap:
         raise DraftError([Problem(path, 1, 1, "a draft starts with `title:`, `issue:`, `subject:` ... "
                                   "one per line; this file is not laid out that way")])
     return tree
+
+
+_QUOTED = re.compile(r'^\s*(?:- )?(?:[\w-]+:\s+)?(?P<q>["\'])')
+
+
+def _unclosed_quote(text: str, before: int) -> int | None:
+    """The first line, up to the error, whose value opens a quote it does not close."""
+    for number, line in enumerate(text.splitlines()[:before], 1):
+        match = _QUOTED.match(line)
+        if match and line.rstrip().count(match["q"]) - line.count("\\" + match["q"]) == 1:
+            return number
+    return None
 
 
 def _yaml_hint(what: str) -> str:
@@ -242,7 +261,7 @@ def _explain(path: Path, tree: CommentedMap, error: Any) -> Problem:
     if kind == "string_pattern_mismatch" and name == "issue":
         return Problem(path, line, column, "`issue` is the month, written year-month like 2025-09")
     message = error["msg"].removeprefix("Value error, ")
-    if message.startswith("`") or not name:  # our own messages name the value already
+    if kind in OWN_ERRORS or not name:  # our own messages say what they are about
         return Problem(path, line, column, message)
     return Problem(path, line, column, f"`{name}`: {message[0].lower()}{message[1:]}")
 

@@ -140,6 +140,15 @@ def _filters(env: jinja2.Environment) -> jinja2.Environment:
     return env
 
 
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(text, markdown.WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def _underline(text: str, char: str = "=") -> str:
+    lines = _wrap(text)
+    return "\n".join([*lines, char * max(map(len, lines))])
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     env = _filters(jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
@@ -154,8 +163,7 @@ def _text_environment() -> jinja2.Environment:
     env = _filters(jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
                                       undefined=jinja2.StrictUndefined, keep_trailing_newline=True))
     env.filters["markdown"] = markdown.to_text
-    env.filters["underline"] = lambda text, char="=": f"{text}\n{char * len(text)}"
-    env.filters["wrap"] = lambda text: textwrap.fill(text, markdown.WIDTH, break_long_words=False,
-                                                     break_on_hyphens=False)
+    env.filters["underline"] = _underline
+    env.filters["wrap"] = lambda text: "\n".join(_wrap(text))
     env.globals["contact"] = lambda person: f"Contact: {contact(person)}"
     return env

@@ -1,0 +1,25 @@
+# The two entry points the README starts with: `make run` (the main job) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+
+.PHONY: setup system run test
+
+$(BIN)/newsletter: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(BIN)/newsletter
+
+system:
+	bash scripts/system-packages.sh
+
+# Check every draft, render the sample issue, and send it to the sample lists through the local outbox.
+run: setup
+	$(BIN)/newsletter check drafts/*.yaml
+	$(BIN)/newsletter render drafts/2025-09.yaml --out out/2025-09
+
+test: setup system
+	$(BIN)/pytest

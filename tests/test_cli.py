@@ -1,0 +1,47 @@
+"""The commands as an editor runs them, in a subprocess from the repository root."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import DRAFTS, ROOT
+
+
+def newsletter(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_check_all_drafts() -> None:
+    result = newsletter("check", *map(str, DRAFTS))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": ok") == 3
+
+
+def test_check_bad_draft_exits_1_with_located_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "2025-10.yaml"
+    bad.write_text(DRAFTS[-1].read_text(encoding="utf-8").replace("  - article:\n", "  - artcle:\n", 1)
+                   .replace("status: approved", "status: ok"), encoding="utf-8")
+    result = newsletter("check", str(bad), str(DRAFTS[0]))
+    assert result.returncode == 1
+    assert f"{bad}:13:9: error: `status` cannot be `ok`" in result.stderr
+    assert "did you mean `article`?" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{DRAFTS[0]}: ok" in result.stdout
+
+
+def test_render_writes_both_parts_and_prints_size(tmp_path: Path) -> None:
+    result = newsletter("render", str(DRAFTS[-1]), "--out", str(tmp_path), "--authority", "coventry")
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "email.html").read_text(encoding="utf-8")
+    text = (tmp_path / "email.txt").read_text(encoding="utf-8")
+    assert "Coventry City Council" in html and "Coventry City Council" in " ".join(text.split())
+    kb = len(html.encode()) / 1024
+    assert f"{kb:.1f} KB of HTML" in result.stdout
+
+
+def test_render_unknown_authority(tmp_path: Path) -> None:
+    result = newsletter("render", str(DRAFTS[-1]), "--out", str(tmp_path), "--authority", "narnia")
+    assert result.returncode == 2 and "`narnia` is not an authority" in result.stderr
