@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
 
+from newsletter.config import ConfigError, Settings, load_settings
+from newsletter.ledger import Ledger
 from newsletter.load import Draft, DraftError, Problem, load_draft
-from newsletter.recipients import Authority, load_authorities
+from newsletter.model import Issue
+from newsletter.recipients import Authority, ListSummary, gather, load_authorities
 from newsletter.render import GMAIL_CLIP_BYTES, render
+from newsletter.send import Job, JobError, Outcome, exclusive, queue_recipients
+from newsletter.transport import TransportError, opener
 
 app = typer.Typer(help="The West Midlands Regional Update: check, render and send an issue.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -85,3 +96,186 @@ def render_command(
     if rendered.size > WARN_BYTES:
         errors.print(f"[yellow]warning[/]: the HTML is {size:.1f} KB; above {WARN_BYTES // 1024} KB Gmail may "
                      "clip it soon. Move some items to the web archive or shorten them.")
+
+
+Config = Annotated[Path, typer.Option("--config", help="Sending settings (TOML).")]
+
+
+def settings_or_exit(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        errors.print(escape(str(exc)))
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def send(
+    drafts: Annotated[Optional[list[Path]], typer.Argument(help="The approved draft to send.")] = None,
+    authority: Annotated[Optional[list[str]], typer.Option("--authority", help="Only these authorities' lists.")] = None,
+    transport: Annotated[Optional[str], typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")] = None,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="Messages per minute the relay allows.")] = None,
+    connections: Annotated[Optional[int], typer.Option("--connections", help="SMTP connections at once.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try the failed recipients again.")] = False,
+    due: Annotated[bool, typer.Option("--due", help="Send every approved draft in drafts/ whose send date has come.")] = False,
+    config: Config = Path("newsletter.toml"),
+) -> None:
+    """Send an approved issue to every recipient once; safe to stop and run again."""
+    settings = settings_or_exit(config)
+    changes = {k: v for k, v in {"url": transport, "rate_per_minute": rate, "connections": connections}.items() if v}
+    if changes:
+        settings = settings.model_copy(update={"transport": settings.transport.model_copy(update=changes)})
+    known = authorities(settings.recipients)
+    for slug in authority or []:
+        if slug not in known:
+            errors.print(f"`{slug}` is not an authority: use one of {', '.join(known)}")
+            raise typer.Exit(2)
+    if due:
+        paths = [p for p in sorted(Path("drafts").glob("*.yaml")) if _is_due(p, known)]
+        if not paths:
+            console.print("No approved draft is due today.")
+    elif drafts:
+        paths = drafts
+    else:
+        errors.print("Name the draft to send, or use --due.")
+        raise typer.Exit(2)
+    failed = False
+    for path in paths:
+        failed |= _send_one(open_draft(path, known).issue, known, settings, authority, retry_failed)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _is_due(path: Path, known: dict[str, Authority]) -> bool:
+    try:
+        issue = load_draft(path, known).issue
+    except DraftError as exc:
+        report(exc.problems)
+        return False
+    return issue.status == "approved" and issue.send_on <= dt.date.today()
+
+
+def _send_one(issue: Issue, known: dict[str, Authority], settings: Settings, only: list[str] | None,
+              retry_failed: bool) -> bool:
+    """Send one issue; True when something is left failed or unsent."""
+    if issue.status != "approved":
+        errors.print(f"Issue {issue.issue} is a draft (status: {issue.status}). When it has been approved, change "
+                     "the line `status: draft` to `status: approved` in the draft and send again.")
+        raise typer.Exit(1)
+    try:
+        secret = settings.secret()
+        open_transport = opener(settings.transport.url, settings.transport, settings.password)
+        dkim_key = settings.dkim.key_file.read_bytes() if settings.dkim.key_file else None
+    except (ConfigError, TransportError, OSError) as exc:
+        errors.print(escape(str(exc)))
+        raise typer.Exit(2) from None
+    members = list(known.values())
+    try:
+        with exclusive(settings.ledger), Ledger(settings.ledger) as ledger:
+            summaries = queue_recipients(ledger, issue, settings, members, only)
+            for summary in summaries.values():
+                for problem in summary.problems:
+                    errors.print(escape(str(problem)))
+            if retry_failed:
+                console.print(f"{ledger.retry_failed(issue.issue)} failed recipient(s) will be tried again.")
+            job = Job(issue, members, ledger, open_transport, settings, secret, only=only, dkim_key=dkim_key)
+            outcome = _run_with_progress(job, job.remaining(), settings)
+            _print_status(ledger, issue, known)
+            if outcome.recovered:
+                console.print(f"[yellow]{outcome.recovered} message(s) were in flight when the last run stopped "
+                              "and were sent again: those people may have two copies (`newsletter status`).[/]")
+            if outcome.stopped == "daily cap":
+                console.print(f"[yellow]Stopped at the daily cap of {settings.transport.daily_cap}: run again "
+                              "tomorrow to send the rest.[/]")
+            elif outcome.stopped == "interrupted":
+                console.print("[yellow]Stopped. Run the same command again to send the rest.[/]")
+            return job.remaining() > 0 or outcome.failed > 0
+    except JobError as exc:
+        errors.print(escape(str(exc)))
+        raise typer.Exit(2) from None
+
+
+def _run_with_progress(job: Job, total: int, settings: Settings) -> Outcome:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task(f"Sending {job.issue.issue}", total=total)
+        job.on_result = lambda row, result: progress.advance(task) if result.status != "deferred" else None
+
+        async def main() -> Outcome:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, job.interrupt)
+            return await job.run()
+
+        return asyncio.run(main())
+
+
+def _print_status(ledger: Ledger, issue: Issue, known: dict[str, Authority]) -> None:
+    summary = ledger.summary(issue.issue)
+    table = Table(title=f"{issue.title}, {issue.month_label}")
+    table.add_column("Authority")
+    for heading in ("sent", "pending", "deferred", "failed", "uncertain"):
+        table.add_column(heading.capitalize(), justify="right")
+    totals = dict.fromkeys(("sent", "pending", "deferred", "failed", "uncertain"), 0)
+    for slug, authority in known.items():
+        row = summary.get(slug)
+        if not row:
+            continue
+        row = {**row, "pending": row["pending"] + row["sending"]}
+        table.add_row(authority.name, *(str(row[k]) for k in totals))
+        for k in totals:
+            totals[k] += row[k]
+    table.add_row("[bold]All[/]", *(f"[bold]{v}[/]" for v in totals.values()))
+    console.print(table)
+
+
+@app.command()
+def status(
+    draft: Annotated[Path, typer.Argument(help="The draft whose sending to report.")],
+    failed: Annotated[bool, typer.Option("--failed", help="List failures with the server's reply.")] = False,
+    config: Config = Path("newsletter.toml"),
+) -> None:
+    """Who has the issue, per authority, from the ledger."""
+    settings = settings_or_exit(config)
+    known = authorities(settings.recipients)
+    issue = open_draft(draft, known).issue
+    with Ledger(settings.ledger) as ledger:
+        _print_status(ledger, issue, known)
+        uncertain = ledger.uncertain(issue.issue)
+        if uncertain:
+            console.print(f"[yellow]In flight when a run was killed, sent again (may have two copies):[/] "
+                          f"{', '.join(uncertain)}")
+        if failed:
+            for failure in ledger.failures(issue.issue):
+                console.print(f"{failure.authority}\t{failure.email}\t{failure.status}\t{failure.attempts} "
+                              f"attempt(s)\t{escape(failure.reply)}")
+
+
+recipients_app = typer.Typer(help="The authority recipient lists.", no_args_is_help=True)
+app.add_typer(recipients_app, name="recipients")
+
+
+@recipients_app.command("check")
+def recipients_check(config: Config = Path("newsletter.toml")) -> None:
+    """Read every list and report, per authority, valid, invalid, duplicate and suppressed rows."""
+    settings = settings_or_exit(config)
+    known = authorities(settings.recipients)
+    suppressed: set[str] = set()
+    if settings.ledger.exists():
+        with Ledger(settings.ledger) as ledger:
+            suppressed = ledger.suppressed()
+    summaries: dict[str, ListSummary] = {}
+    for _ in gather(settings.recipients, list(known.values()), suppressed, None, summaries):
+        pass
+    table = Table(title="Recipient lists")
+    for heading in ("Authority", "File", "Valid", "Invalid", "Duplicates", "Suppressed"):
+        table.add_column(heading, justify="left" if heading in ("Authority", "File") else "right")
+    has_errors = False
+    for summary in summaries.values():
+        table.add_row(summary.authority.name, str(summary.file), str(summary.valid), str(summary.invalid),
+                      str(summary.duplicates), str(summary.suppressed))
+        for problem in summary.problems:
+            has_errors |= problem.severity == "error"
+            errors.print(escape(str(problem)))
+    console.print(table)
+    raise typer.Exit(1 if has_errors else 0)

@@ -21,9 +21,13 @@ def authorities() -> dict[str, Authority]:
     return {a.slug: a for a in load_authorities(ROOT / "recipients" / "authorities.yaml")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's Chromium driven by Playwright (never Playwright's own download)."""
+    """Debian's Chromium driven by Playwright (never Playwright's own download).
+
+    Module-scoped: Playwright's sync API keeps an event loop running while open, which would stop
+    other modules' tests from running their own with asyncio.run.
+    """
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium") or "/usr/bin/chromium"

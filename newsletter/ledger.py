@@ -1,0 +1,221 @@
+"""The send log: one row per issue x recipient in SQLite, written before and after each hand-off.
+
+A row is `pending` until a connection takes it, `sending` while the relay has it, then `sent`,
+`deferred` (a temporary failure, tried again later) or `failed` (permanent, or out of attempts). A
+process killed mid-send leaves only the messages in flight as `sending`; the next run sends those again
+and marks them `uncertain`, so the report can name the few people who may have two copies.
+
+WAL with synchronous=NORMAL: a commit survives the process being killed (the case we design for)
+without an fsync per message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time
+from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+Status = Literal["pending", "sending", "sent", "deferred", "failed"]
+STATUSES: tuple[Status, ...] = ("pending", "sending", "sent", "deferred", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    issue      TEXT NOT NULL,
+    email      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    authority  TEXT NOT NULL,
+    status     TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'deferred', 'failed')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    reply      TEXT,
+    message_id TEXT,
+    uncertain  INTEGER NOT NULL DEFAULT 0,
+    next_try   REAL NOT NULL DEFAULT 0,
+    updated    REAL NOT NULL,
+    PRIMARY KEY (issue, email)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (issue, status, next_try);
+CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (status, updated);
+CREATE TABLE IF NOT EXISTS suppressions (
+    email   TEXT PRIMARY KEY,
+    reason  TEXT NOT NULL,
+    source  TEXT NOT NULL,
+    created REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Row:
+    email: str
+    name: str
+    authority: str
+    attempts: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    email: str
+    authority: str
+    status: str
+    attempts: int
+    reply: str
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- filling -----------------------------------------------------------------------------------
+
+    def enqueue(self, issue: str, rows: Iterable[Row], batch: int = 2000) -> int:
+        """Add recipients not yet in the ledger for this issue; returns how many were new."""
+        added = 0
+        now = time.time()
+        chunk: list[tuple] = []
+
+        def flush() -> int:
+            with self._transaction():
+                before = self.db.total_changes
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO deliveries (issue, email, name, authority, status, updated) "
+                    "VALUES (?, ?, ?, ?, 'pending', ?)", chunk)
+                return self.db.total_changes - before
+
+        for row in rows:
+            chunk.append((issue, row.email, row.name, row.authority, now))
+            if len(chunk) >= batch:
+                added += flush()
+                chunk = []
+        if chunk:
+            added += flush()
+        return added
+
+    def recover(self, issue: str) -> int:
+        """Rows left `sending` by a killed run go out again, marked uncertain; returns how many."""
+        with self._transaction():
+            return self.db.execute(
+                "UPDATE deliveries SET status = 'pending', uncertain = 1, updated = ? "
+                "WHERE issue = ? AND status = 'sending'", (time.time(), issue)).rowcount
+
+    def retry_failed(self, issue: str) -> int:
+        with self._transaction():
+            return self.db.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_try = 0, updated = ? "
+                "WHERE issue = ? AND status = 'failed' AND email NOT IN (SELECT email FROM suppressions)",
+                (time.time(), issue)).rowcount
+
+    def drop_suppressed(self, issue: str) -> int:
+        """Suppressed since they were queued: never send, and say why."""
+        with self._transaction():
+            return self.db.execute(
+                "UPDATE deliveries SET status = 'failed', updated = ?, reply = 'suppressed: ' || "
+                "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) "
+                "WHERE issue = ? AND status IN ('pending', 'deferred') "
+                "AND email IN (SELECT email FROM suppressions)", (time.time(), issue)).rowcount
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def due(self, issue: str, after: str = "", limit: int = 500, only: Collection[str] | None = None) -> list[Row]:
+        """The next page of rows to send, in address order after `after` (keyset paging: flat memory)."""
+        where, args = _only(only)
+        cursor = self.db.execute(
+            "SELECT email, name, authority, attempts FROM deliveries WHERE issue = ? AND email > ? "
+            f"AND (status = 'pending' OR (status = 'deferred' AND next_try <= ?)) {where} ORDER BY email LIMIT ?",
+            (issue, after, time.time(), *args, limit))
+        return [Row(*r) for r in cursor]
+
+    def next_retry(self, issue: str, only: Collection[str] | None = None) -> float | None:
+        """When the earliest deferred row may be tried again; None when nothing is waiting."""
+        where, args = _only(only)
+        (when,) = self.db.execute(
+            f"SELECT min(next_try) FROM deliveries WHERE issue = ? AND status = 'deferred' {where}",
+            (issue, *args)).fetchone()
+        return when
+
+    def sending(self, issue: str, email: str, message_id: str) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE deliveries SET status = 'sending', message_id = ?, attempts = attempts + 1, "
+                            "updated = ? WHERE issue = ? AND email = ?", (message_id, time.time(), issue, email))
+
+    def finished(self, issue: str, email: str, status: Status, reply: str, next_try: float = 0) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE deliveries SET status = ?, reply = ?, next_try = ?, updated = ? "
+                            "WHERE issue = ? AND email = ?", (status, reply[:500], next_try, time.time(), issue, email))
+
+    def sent_since(self, since: float) -> int:
+        """Messages handed to the relay since a time, every issue: the daily cap counts these."""
+        (count,) = self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent' AND updated >= ?",
+                                   (since,)).fetchone()
+        return count
+
+    # -- reporting ---------------------------------------------------------------------------------
+
+    def summary(self, issue: str) -> dict[str, dict[str, int]]:
+        """Per authority: a count per status, and `uncertain` (may have two copies)."""
+        table: dict[str, dict[str, int]] = {}
+        for authority, status, count, uncertain in self.db.execute(
+                "SELECT authority, status, count(*), sum(uncertain) FROM deliveries WHERE issue = ? "
+                "GROUP BY authority, status", (issue,)):
+            row = table.setdefault(authority, dict.fromkeys((*STATUSES, "uncertain"), 0))
+            row[status] = count
+            row["uncertain"] += uncertain
+        return table
+
+    def failures(self, issue: str) -> Iterator[Failure]:
+        for row in self.db.execute("SELECT email, authority, status, attempts, coalesce(reply, '') FROM deliveries "
+                                   "WHERE issue = ? AND status IN ('failed', 'deferred') ORDER BY authority, email",
+                                   (issue,)):
+            yield Failure(*row)
+
+    def uncertain(self, issue: str) -> list[str]:
+        return [e for (e,) in self.db.execute(
+            "SELECT email FROM deliveries WHERE issue = ? AND uncertain = 1 ORDER BY email", (issue,))]
+
+    # -- suppression -------------------------------------------------------------------------------
+
+    def suppress(self, email: str, reason: str, source: str) -> None:
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO suppressions VALUES (?, ?, ?, ?)",
+                            (email.lower(), reason, source, time.time()))
+
+    def suppressed(self) -> set[str]:
+        return {e for (e,) in self.db.execute("SELECT email FROM suppressions")}
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+def _only(authorities: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
+    if authorities is None:
+        return "", ()
+    ordered = tuple(sorted(authorities))
+    return f"AND authority IN ({', '.join('?' * len(ordered))})", ordered
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, so two runs of the job never interleave a read and a write."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
