@@ -19,7 +19,9 @@ system:
 # Check every draft, render the sample issue, and send it to the sample lists through the local outbox.
 run: setup
 	$(BIN)/newsletter check drafts/*.yaml
+	$(BIN)/newsletter recipients check
 	$(BIN)/newsletter render drafts/2025-09.yaml --out out/2025-09
+	$(BIN)/newsletter send drafts/2025-09.yaml
 
 test: setup system
 	$(BIN)/pytest

@@ -11,9 +11,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.ledger import Ledger
@@ -194,9 +195,14 @@ def _send_one(issue: Issue, known: dict[str, Authority], settings: Settings, onl
         raise typer.Exit(2) from None
 
 
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed * 60:,.0f}/min" if task.speed else "–/min")
+
+
 def _run_with_progress(job: Job, total: int, settings: Settings) -> Outcome:
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn()]
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"Sending {job.issue.issue}", total=total)
         job.on_result = lambda row, result: progress.advance(task) if result.status != "deferred" else None
@@ -267,12 +273,12 @@ def recipients_check(config: Config = Path("newsletter.toml")) -> None:
     summaries: dict[str, ListSummary] = {}
     for _ in gather(settings.recipients, list(known.values()), suppressed, None, summaries):
         pass
-    table = Table(title="Recipient lists")
-    for heading in ("Authority", "File", "Valid", "Invalid", "Duplicates", "Suppressed"):
-        table.add_column(heading, justify="left" if heading in ("Authority", "File") else "right")
+    table = Table(title=f"Recipient lists in {settings.recipients}")
+    for heading in ("Authority", "Valid", "Invalid", "Duplicates", "Suppressed"):
+        table.add_column(heading, justify="left" if heading == "Authority" else "right")
     has_errors = False
     for summary in summaries.values():
-        table.add_row(summary.authority.name, str(summary.file), str(summary.valid), str(summary.invalid),
+        table.add_row(summary.authority.slug, str(summary.valid), str(summary.invalid),
                       str(summary.duplicates), str(summary.suppressed))
         for problem in summary.problems:
             has_errors |= problem.severity == "error"

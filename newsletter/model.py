@@ -49,7 +49,7 @@ def _email(value: Any) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("email", "an email address is text like name@organisation.gov.uk")
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized
+        return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
         raise PydanticCustomError(
             "email", "`{value}` is not a valid email address ({reason})", {"value": value, "reason": str(exc)}

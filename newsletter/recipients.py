@@ -1,14 +1,30 @@
-"""Who gets the issue: the member authorities and their recipient lists."""
+"""Who gets the issue: the member authorities and their recipient lists.
+
+Each list is a CSV file exported from Excel by an authority's contact, so reading one forgives what
+Excel and people do (a BOM, Windows-1252 bytes, semicolons, stray spaces, odd headings, blank rows)
+and reports every row it cannot use with the row number Excel shows and what to do about it. A row
+is never dropped without a problem saying so, and files are streamed, never held in memory whole.
+"""
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import re
+from collections.abc import Collection, Container, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from ruamel.yaml import YAML
 
 from newsletter.model import Line, Slug
+
+Severity = Literal["error", "warning", "note"]
 
 
 class Authority(BaseModel):
@@ -23,3 +39,481 @@ def load_authorities(path: Path) -> list[Authority]:
     """The member organisations, in the order the file lists them."""
     data = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
     return TypeAdapter(list[Authority]).validate_python(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One person to send the issue to; `email` (normalised, lower-cased) is the dedupe key."""
+
+    email: str
+    name: str
+    authority: str
+    fields: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Something in a list its owner should fix or know about, at the row Excel shows (0: the file)."""
+
+    file: Path
+    row: int
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.row}" if self.row > 0 else f"{self.file}"
+        return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass
+class ListSummary:
+    """What one authority's list contributed to a send, so its owner can be told what to fix."""
+
+    authority: Authority
+    file: Path
+    valid: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+
+
+# Headings are compared by their letters and digits only, so "E-mail", "Email Address" and
+# " EMAIL " all match; anything else is kept as a personal field under its lower-cased heading.
+_EMAIL_HEADINGS = frozenset({"email", "emailaddress", "emailaddr", "workemail", "workemailaddress"})
+_NAME_HEADINGS = frozenset({"name", "fullname", "displayname", "contactname"})
+_FIRST_HEADINGS = frozenset({"firstname", "forename", "forenames", "givenname"})
+_LAST_HEADINGS = frozenset({"lastname", "surname", "familyname"})
+_DELIMITERS = (",", ";", "\t", "|")
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+_SEP_LINE = re.compile(r'^"?sep=([^"\w\s]|\t)"?[,;\t|]*$', re.IGNORECASE)
+_WORKBOOK_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
+_CSV_UTF8 = '"CSV UTF-8 (Comma delimited)"'
+
+
+def read_list(path: Path, authority: str) -> Iterator[Recipient | RowProblem]:
+    """Every valid recipient in one list, and a problem for each row that is not, in file order.
+
+    Streams the file, so a list of any length is read in flat memory. Duplicates are left in:
+    deciding which copy to keep needs all the lists, which is `gather`'s job.
+    """
+    for _row, item, _skipped in _read(Path(path), authority):
+        yield item
+
+
+def gather(
+    directory: Path,
+    authorities: Sequence[Authority],
+    suppressed: Container[str] = frozenset(),
+    only: Collection[str] | None = None,
+    summaries: dict[str, ListSummary] | None = None,
+) -> Iterator[Recipient]:
+    """Everyone who should get the issue, once each, reading `<directory>/<slug>.csv` per authority.
+
+    The first authority (in `authorities` order) that lists an address keeps it, so people on two
+    lists get one copy; later copies are notes in that list's summary. Suppressed addresses
+    (bounces, unsubscribes; a plain `Container` must hold them lower-cased) are skipped and
+    counted. `summaries` is filled as the iterator is consumed, one entry per authority read.
+    Raises ValueError at once if `only` names an authority that does not exist, because sending
+    to nobody there by mistake is worse than stopping.
+    """
+    chosen = list(authorities)
+    if only is not None:
+        wanted = set(only)
+        unknown = sorted(wanted - {authority.slug for authority in chosen})
+        if unknown:
+            listed = ", ".join(f"`{slug}`" for slug in unknown)
+            raise ValueError(f"no authority is called {listed}: the slugs are in recipients/authorities.yaml")
+        chosen = [authority for authority in chosen if authority.slug in wanted]
+    return _gather(
+        Path(directory),
+        chosen,
+        {authority.slug: authority for authority in authorities},
+        _lowered(suppressed),
+        {} if summaries is None else summaries,
+    )
+
+
+def _gather(
+    directory: Path,
+    chosen: list[Authority],
+    names: dict[str, Authority],
+    suppressed: Container[str],
+    summaries: dict[str, ListSummary],
+) -> Iterator[Recipient]:
+    seen: dict[str, tuple[str, int]] = {}  # address -> (slug, row) of the copy that is kept
+    for authority in chosen:
+        path = directory / f"{authority.slug}.csv"
+        summary = summaries.get(authority.slug)
+        if summary is None:
+            summary = summaries[authority.slug] = ListSummary(authority, path)
+        if not path.exists():
+            summary.problems.append(RowProblem(path, 0, _missing(directory, path, authority)))
+            continue
+        for row, item, skipped in _read(path, authority.slug):
+            if isinstance(item, RowProblem):
+                summary.problems.append(item)
+                summary.invalid += skipped
+                continue
+            if item.email in suppressed:
+                summary.suppressed += 1
+                continue
+            first = seen.get(item.email)
+            if first is not None:
+                summary.duplicates += 1
+                summary.problems.append(RowProblem(path, row, _duplicate(item.email, authority, first, names), "note"))
+                continue
+            seen[item.email] = (authority.slug, row)
+            summary.valid += 1
+            yield item
+
+
+def _lowered(suppressed: Container[str]) -> Container[str]:
+    """Suppression entries compared lower-cased, as the addresses they are checked against are."""
+    if isinstance(suppressed, Collection) and not isinstance(suppressed, str):
+        return frozenset(entry.strip().lower() for entry in suppressed if isinstance(entry, str))
+    return suppressed
+
+
+def _missing(directory: Path, path: Path, authority: Authority) -> str:
+    message = f"there is no list for {authority.name}: export it from Excel as {_CSV_UTF8} and save it as {path}"
+    if directory.is_dir():
+        near = sorted(
+            other.name
+            for other in directory.iterdir()
+            if other != path and other.name.lower().split(".")[0].strip() == authority.slug
+        )
+        if near:
+            message += f" (there is {', '.join(f'`{name}`' for name in near)}: rename it, or save it as CSV)"
+    return message
+
+
+def _duplicate(email: str, authority: Authority, first: tuple[str, int], names: dict[str, Authority]) -> str:
+    slug, row = first
+    if slug == authority.slug:
+        return f"`{email}` is already in this list at row {row}: they will get one copy (you can delete this row)"
+    keeper = names[slug].name if slug in names else slug
+    return f"`{email}` is also on the list for {keeper} (row {row}), which keeps it: they will get one copy from there"
+
+
+class _Source:
+    """The decoded lines of one file: UTF-8 where the bytes allow, Windows-1252 where they do not.
+
+    Deciding line by line (not for the whole file) copes with a UTF-8 list that someone added a few
+    Windows-1252 rows to, and lets the file be streamed in one pass.
+    """
+
+    def __init__(self, binary: BinaryIO) -> None:
+        self.binary = binary
+        self.yielded = 0  # lines handed out so far
+        self.converted_at: int | None = None  # the first line read as Windows-1252
+
+    def lines(self) -> Iterator[str]:
+        head = self.binary.read(2)
+        self.binary.seek(0)
+        if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode Text"
+            text = io.TextIOWrapper(self.binary, encoding="utf-16", errors="replace", newline="")
+            for line in text:
+                self.yielded += 1
+                yield line
+            return
+        for number, raw in enumerate(self.binary):
+            if number == 0 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = raw.decode("cp1252", errors="replace")
+                if self.converted_at is None:
+                    self.converted_at = self.yielded + 1
+            # Old Mac exports end lines with a bare CR; the csv module wants one line at a time.
+            pieces = _LONE_CR.split(line) if "\r" in line.rstrip("\r\n") else [line]
+            for piece in pieces:
+                if piece:
+                    self.yielded += 1
+                    yield piece
+
+
+@dataclass
+class _Columns:
+    """Which column holds what, from the heading row."""
+
+    row: int
+    headings: list[str]
+    email: int | None = None
+    name: int | None = None
+    first: int | None = None
+    last: int | None = None
+    fields: list[tuple[int, str]] = field(default_factory=list)
+    unheaded: set[int] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _columns(cells: list[str], row: int) -> _Columns:
+    headings = [_clean(cell) for cell in cells]
+    columns = _Columns(row, headings)
+    keys: set[str] = set()
+    for index, heading in enumerate(headings):
+        compact = _key(heading)
+        if compact in _EMAIL_HEADINGS:
+            if columns.email is None:
+                columns.email = index
+                continue
+            columns.warnings.append(
+                f"columns {_letter(columns.email)} (`{headings[columns.email]}`) and {_letter(index)} (`{heading}`)"
+                f" both look like email addresses: only column {_letter(columns.email)} is used, so rename or"
+                " remove the other one"
+            )
+        elif compact in _NAME_HEADINGS and columns.name is None:
+            columns.name = index
+            continue
+        elif compact in _FIRST_HEADINGS and columns.first is None:
+            columns.first = index
+        elif compact in _LAST_HEADINGS and columns.last is None:
+            columns.last = index
+        key = heading.lower()
+        if not key:
+            columns.unheaded.add(index)
+        elif key in keys:
+            columns.warnings.append(
+                f"two columns are headed `{heading}`: only the first is used, so rename or remove column {_letter(index)}"
+            )
+        else:
+            keys.add(key)
+            columns.fields.append((index, key))
+    if columns.email is not None and columns.name is None and columns.first is None and columns.last is None:
+        columns.warnings.append(
+            f"there is no name column (the headings are {_listing(headings)}), so names will be blank:"
+            " add a column headed `name` if people should be greeted by name"
+        )
+    return columns
+
+
+def _read(path: Path, authority: str) -> Iterator[tuple[int, Recipient | RowProblem, bool]]:
+    """(row, recipient or problem, whether the problem means a row was not used) for one file."""
+    try:
+        binary = open(path, "rb")  # noqa: SIM115 - closed by the `with` below, after the checks
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        yield 0, RowProblem(path, 0, f"the list cannot be opened ({reason}): check the file is a CSV file you can read"), False
+        return
+    with binary:
+        if binary.read(4).startswith(_WORKBOOK_MAGIC):
+            message = f"this is an Excel workbook saved with a .csv name, not a CSV file: open it in Excel and save it as {_CSV_UTF8}"
+            yield 0, RowProblem(path, 0, message), False
+            return
+        binary.seek(0)
+        yield from _rows(path, authority, _Source(binary))
+
+
+def _rows(path: Path, authority: str, source: _Source) -> Iterator[tuple[int, Recipient | RowProblem, bool]]:
+    def problem(row: int, message: str, severity: Severity = "error") -> RowProblem:
+        return RowProblem(path, row, message, severity)
+
+    lines = source.lines()
+    first = next(lines, None)
+    hidden = 0  # lines Excel does not show as rows
+    if first is not None and (sep := _SEP_LINE.match(first.strip(" \r\n" + _INVISIBLE))):
+        delimiter, hidden = sep.group(1), 1
+    else:
+        delimiter, lines = _delimiter(chain([] if first is None else [first], lines))
+    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
+
+    row = 0
+    columns: _Columns | None = None
+    warned_encoding = False
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            message = (
+                f"this row cannot be read ({exc}): look for a quote mark `\"` that is not closed in or above it,"
+                " fix it and export again; the rest of the file was not read"
+            )
+            yield row + 1, problem(row + 1, message), True
+            return
+        row += 1
+        if not warned_encoding and source.converted_at is not None and source.converted_at <= reader.line_num + hidden:
+            warned_encoding = True
+            message = (
+                f"the file was converted from Windows-1252 because it is not saved as UTF-8 (first at row {row}):"
+                f" check accented names such as Siân or Zoë look right, and next time save it from Excel as {_CSV_UTF8}"
+            )
+            yield 1, problem(1, message, "warning"), False
+        if not any(_clean(cell) for cell in cells):
+            continue  # a blank row: Excel exports them, nobody needs telling
+
+        if columns is None:
+            columns = _columns(cells, row)
+            for warning in columns.warnings:
+                yield row, problem(row, warning, "warning"), False
+            if columns.email is None:
+                yield row, problem(row, _no_email_column(columns, _count_rows(reader))), False
+                return
+            continue
+        yield from _recipient(path, authority, row, cells, columns, delimiter)
+
+    if columns is None:
+        message = "the file is empty: row 1 should have the headings `email` and `name`, with one person per row below"
+        yield 1, problem(1, message), False
+
+
+def _recipient(
+    path: Path, authority: str, row: int, cells: list[str], columns: _Columns, delimiter: str
+) -> Iterator[tuple[int, Recipient | RowProblem, bool]]:
+    assert columns.email is not None
+
+    def cell(index: int | None) -> str:
+        return cells[index] if index is not None and index < len(cells) else ""
+
+    for value in cells:
+        later = value.splitlines()[1:]
+        if any("@" in line and delimiter in line for line in later):
+            message = (
+                f"a quote mark `\"` in this row is never closed, so this row and the {len(later)} line(s) of the file"
+                " after it were read as one cell and none of them were used: add the missing quote mark (or remove"
+                " the stray one) and export again"
+            )
+            yield row, RowProblem(path, row, message), True
+            return
+
+    raw = _clean(cell(columns.email))
+    if not raw:
+        who = _clean(cell(columns.name)) or next((_clean(value) for value in cells if _clean(value)), "")
+        message = f"there is no email address in this row (`{_show(who)}`): add it, or delete the row, and export again"
+        yield row, RowProblem(path, row, message), True
+        return
+    if _key(raw) in _EMAIL_HEADINGS:
+        message = "this row repeats the headings (two exports pasted together?), so it was skipped: you can delete it"
+        yield row, RowProblem(path, row, message, "note"), False
+        return
+    try:
+        email = validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized.lower()
+    except EmailNotValidError as exc:
+        reason = str(exc).rstrip(".")
+        reason = reason[:1].lower() + reason[1:]
+        message = f"`{_show(raw)}` is not a valid email address ({reason}): {_fix(raw, cell(columns.name))}"
+        yield row, RowProblem(path, row, message), True
+        return
+
+    raw_name = cell(columns.name)
+    if columns.name is not None:
+        name = _clean(raw_name)
+        if "\r" in raw_name or "\n" in raw_name:
+            message = f"the name was on more than one line in its cell, so the lines were joined: `{_show(name)}`; check it reads right"
+            yield row, RowProblem(path, row, message, "warning"), False
+    else:
+        name = _clean(f"{cell(columns.first)} {cell(columns.last)}")
+
+    stray = [index for index, value in enumerate(cells) if (index >= len(columns.headings) or index in columns.unheaded) and _clean(value)]
+    if stray:
+        letters = ", ".join(_letter(index) for index in stray)
+        values = ", ".join(f"`{_show(cells[index])}`" for index in stray)
+        message = (
+            f"column {letters} has no heading, so {values} was ignored: if a value contains `{_show(delimiter)}`"
+            ' put it in quotes ("Smith, John"), otherwise give the column a heading'
+        )
+        yield row, RowProblem(path, row, message, "warning"), False
+
+    fields = {key: _clean(cell(index)) for index, key in columns.fields}
+    yield row, Recipient(email, name, authority, fields), False
+
+
+def _delimiter(lines: Iterator[str]) -> tuple[str, Iterator[str]]:
+    """The delimiter the heading row uses, and the lines again from the start.
+
+    The heading row decides: the delimiter that reveals an email heading wins, else the one that
+    splits it into most cells. That copes with Excel's semicolon exports in some locales.
+    """
+    buffered: list[str] = []
+    for line in lines:
+        buffered.append(line)
+        if line.strip(" \t\r\n,;|" + _INVISIBLE):
+            break
+    heading = buffered[-1] if buffered else ""
+    best, most = ",", 0
+    for delimiter in _DELIMITERS:
+        cells = next(csv.reader([heading], delimiter=delimiter, skipinitialspace=True), [])
+        if any(_key(cell) in _EMAIL_HEADINGS for cell in cells):
+            return delimiter, chain(buffered, lines)
+        if len(cells) > most:
+            best, most = delimiter, len(cells)
+    return best, chain(buffered, lines)
+
+
+def _no_email_column(columns: _Columns, rows_below: int) -> str:
+    person = next((heading for heading in columns.headings if "@" in heading and _valid(heading)), None)
+    if person is not None:
+        return (
+            f"row {columns.row} looks like a person (`{_show(person)}`), not column headings: insert a row at the top"
+            f" with the headings `email` and `name` and export again; none of the {rows_below + 1} rows were used"
+        )
+    return (
+        f"there is no email column (the headings are {_listing(columns.headings)}): head the column of addresses"
+        f" `email` and export again; none of the {rows_below} rows below were used"
+    )
+
+
+def _count_rows(reader: Iterator[list[str]]) -> int:
+    count = 0
+    try:
+        for cells in reader:
+            count += any(_clean(cell) for cell in cells)
+    except csv.Error:
+        pass
+    return count
+
+
+def _fix(raw: str, name: str) -> str:
+    """What to do about an address that is not valid, for the mistakes people actually make."""
+    if "<" in raw or ">" in raw:
+        return "put only the address in the email column, without a name or `<` `>`, and export again"
+    if raw.lower().startswith("mailto:"):
+        return "remove `mailto:` from the start and export again"
+    if raw.count("@") > 1:
+        return "put one address per row and export again"
+    if "@" not in raw and "@" in name:
+        return "the email and name columns look swapped in this row: correct it in the spreadsheet and export again"
+    return "correct it in the spreadsheet and export again"
+
+
+def _valid(value: str) -> bool:
+    try:
+        validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def _key(heading: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", heading.lower())
+
+
+def _clean(value: str) -> str:
+    """One line of text: no line breaks or control characters (names become email headers)."""
+    return " ".join(_CONTROL.sub(" ", value).split()).strip(_INVISIBLE).strip()
+
+
+def _show(value: str) -> str:
+    """A value as quoted in a message: one line, no backticks, not too long."""
+    text = _clean(value).replace("`", "'") if value != "\t" else "tab"
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _listing(headings: list[str]) -> str:
+    shown = [f"`{_show(heading)}`" for heading in headings if heading]
+    return ", ".join(shown) if shown else "blank"
+
+
+def _letter(index: int) -> str:
+    """The Excel column letter for a 0-based index: 0 -> A, 26 -> AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters

@@ -22,7 +22,7 @@ from newsletter.message import Composer
 from newsletter.model import Issue
 from newsletter.recipients import Authority, ListSummary, gather
 from newsletter.render import render
-from newsletter.transport import Result, Transport
+from newsletter.transport import Result, Transport, is_relay
 
 PACE_MARGIN = 0.99
 """Pace 1 % under the relay's rate, so network jitter never pushes a window over the limit."""
@@ -104,9 +104,10 @@ class Job:
 
     async def run(self) -> Outcome:
         self.outcome.recovered = self.ledger.recover(self.issue.issue)
-        cap = self.settings.transport.daily_cap
+        relay = is_relay(self.settings.transport.url)
+        cap = self.settings.transport.daily_cap if relay else None
         self.cap_left = None if cap is None else cap - self.ledger.sent_since(_start_of_day())
-        self.pacer = Pacer(self.settings.transport.rate_per_minute)
+        self.pacer = Pacer(self.settings.transport.rate_per_minute) if relay else None
         for slug in self.only or self.authorities:
             self._composer(slug)  # render every variant now: a render mid-send would hold up the pacing
         queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self.settings.transport.connections * 2)
@@ -164,7 +165,8 @@ class Job:
             self.stop.set()
             return
         message = self._composer(row.authority).compose(row)  # type: ignore[arg-type]
-        await self.pacer.wait()
+        if self.pacer:
+            await self.pacer.wait()
         if self.stop.is_set():
             return
         if self.cap_left is not None:

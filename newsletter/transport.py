@@ -150,6 +150,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def is_relay(url: str) -> bool:
+    """Rates and daily caps are the relay's rules; the local outbox has none."""
+    return not url.startswith("outbox:")
+
+
 def opener(url: str, settings: TransportSettings, password: str | None = None) -> Callable[[], Transport]:
     """A function that opens one connection of the transport named by `url`."""
     if url.startswith("outbox:"):

@@ -1,0 +1,101 @@
+"""Per-recipient messages: headers that cannot be injected, names encoded, DKIM that verifies."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+
+import dkim
+import pytest
+from conftest import DRAFTS
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from newsletter.config import Settings
+from newsletter.load import load_draft
+from newsletter.message import Composer
+from newsletter.recipients import Recipient
+from newsletter.render import render
+from newsletter.unsubscribe import BadToken, make_token, read_token
+
+ISSUE = load_draft(DRAFTS[-1]).issue
+RENDERED = render(ISSUE)
+
+
+def person(name: str = "Siân O'Neil, \"Ops\"", address: str = "sian.oneil@walsall.example.org") -> Recipient:
+    return Recipient(email=address, name=name, authority="walsall", fields={})
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def test_names_with_accents_commas_and_quotes_round_trip() -> None:
+    message = parse(Composer(ISSUE, RENDERED, Settings(), "k").compose(person()).data)
+    (to,) = message["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Siân O'Neil, \"Ops\"", "sian.oneil@walsall.example.org")
+    assert message.get_body(("plain",)).get_content().count("sian.oneil@walsall.example.org") == 1
+
+
+@pytest.mark.parametrize("name", ["Eve\r\nBcc: victim@example.org", "Eve\nBcc: victim@example.org"])
+def test_crlf_in_a_name_cannot_add_a_header(name: str) -> None:
+    try:
+        data = Composer(ISSUE, RENDERED, Settings(), "k").compose(person(name)).data
+    except ValueError:
+        return  # refused outright: fine
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc:" not in head and b"\nBcc:" not in head
+    assert parse(data)["Bcc"] is None
+
+
+def test_message_lines_stay_within_smtp_limits() -> None:
+    data = Composer(ISSUE, RENDERED, Settings(), "k").compose(person()).data
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_message_id_is_stable_per_issue_and_person_and_proofs_differ() -> None:
+    one = Composer(ISSUE, RENDERED, Settings(), "k")
+    assert one.compose(person()).message_id == one.compose(person()).message_id
+    assert one.compose(person()).message_id != one.compose(person(address="x@walsall.example.org")).message_id
+    assert "sian" not in one.compose(person()).message_id  # no address in a header others may see
+    proof = Composer(ISSUE, RENDERED, Settings(), "k", proof=True)
+    assert proof.compose(person()).message_id != proof.compose(person()).message_id
+    assert parse(proof.compose(person()).data)["Subject"].startswith("[PROOF] ")
+
+
+def test_mailto_unsubscribe_without_a_web_endpoint() -> None:
+    message = parse(Composer(ISSUE, RENDERED, Settings(), "k").compose(person()).data)
+    assert message["List-Unsubscribe"].startswith("<mailto:unsubscribe@wmchildrensservices.org.uk?subject=")
+    assert message["List-Unsubscribe-Post"] is None  # one-click needs an HTTPS endpoint
+
+
+def test_tokens_refuse_tampering_and_age() -> None:
+    token = make_token("a@example.org", "list.example.org", "secret")
+    assert read_token(token, "secret") == ("a@example.org", "list.example.org")
+    with pytest.raises(BadToken):
+        read_token(token, "other-secret")
+    with pytest.raises(BadToken):
+        read_token(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], "secret")
+    with pytest.raises(BadToken):
+        read_token(token, "secret", max_age=-1)
+
+
+def test_dkim_signature_verifies_and_breaks_when_altered() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    settings = Settings.model_validate({"dkim": {"selector": "news2025"}})
+    data = Composer(ISSUE, RENDERED, settings, "k", dkim_key=private).compose(person()).data
+    assert data.startswith(b"DKIM-Signature:")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"news2025._domainkey.wmchildrensservices.org.uk."
+        return record
+
+    assert dkim.verify(data, dnsfunc=dns)
+    assert not dkim.verify(data.replace(b"Subject: Regional", b"Subject: Regionul"), dnsfunc=dns)
+    assert not dkim.verify(data.replace(b"fresh start", b"fresh stark"), dnsfunc=dns)
