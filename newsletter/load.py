@@ -63,12 +63,15 @@ class Draft:
     path: Path
     issue: Issue
     tree: CommentedMap
+    lines: list[str]
 
-    def where(self, path: Path_) -> tuple[int, int]:
-        return position(self.tree, path)
+    def where(self, path: Path_, offset: int | None = None, found: str = "") -> tuple[int, int]:
+        """Line and column of a value in the source, or of `found` at `offset` within a text value."""
+        return text_position(self.tree, self.lines, path, offset, found)
 
-    def problem(self, path: Path_, message: str, severity: Literal["error", "warning"] = "warning") -> Problem:
-        line, column = self.where(path)
+    def problem(self, path: Path_, message: str, severity: Literal["error", "warning"] = "warning",
+                offset: int | None = None, found: str = "") -> Problem:
+        line, column = self.where(path, offset, found)
         return Problem(self.path, line, column, message, severity)
 
 
@@ -119,7 +122,7 @@ def load_draft(path: Path, authorities: Collection[str] | None = None) -> Draft:
         problems += _audience_problems(path, tree, issue, authorities)
     if problems:
         raise DraftError(sorted(problems, key=lambda p: (p.line, p.column)))
-    return Draft(path, issue, tree)
+    return Draft(path, issue, tree, text.splitlines())
 
 
 def _parse(path: Path, text: str) -> CommentedMap:
@@ -198,12 +201,33 @@ def _html_problems(path: Path, tree: CommentedMap, lines: list[str]) -> Iterator
         elif isinstance(node, list):
             stack += [(v, (*at, i)) for i, v in enumerate(node)]
         elif isinstance(node, str) and (match := HTML_TAG.search(node)):
-            line, column = position(tree, at)
-            if isinstance(node, (LiteralScalarString, FoldedScalarString)):
-                line += 1 + node[: match.start()].count("\n")
-                column = lines[line - 1].find(match.group()) + 1 if line <= len(lines) else 1
-            yield Problem(path, line, max(column, 1), f"`{match.group()[:40]}` is HTML, which drafts do not use "
+            line, column = text_position(tree, lines, at, match.start(), match.group())
+            yield Problem(path, line, column, f"`{match.group()[:40]}` is HTML, which drafts do not use "
                           "(it would show as text). Write Markdown instead: **bold**, *italic*, [link text](https://...)")
+
+
+def text_position(tree: Any, lines: list[str], path: Path_, offset: int | None = None,
+                  found: str = "") -> tuple[int, int]:
+    """Where `found`, at `offset` in the text value at `path`, is in the file.
+
+    Exact for block scalars (`body: |`), the usual home of long text; a single-line value gives its own
+    line, and the column where `found` appears on it.
+    """
+    line, column = position(tree, path)
+    if offset is None:
+        return line, column
+    node: Any = tree
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return line, column
+    if isinstance(node, (LiteralScalarString, FoldedScalarString)):
+        line += 1 + str(node)[:offset].count("\n")
+        column = 1
+    if found and 0 < line <= len(lines) and found in lines[line - 1]:
+        column = lines[line - 1].index(found) + 1
+    return line, column
 
 
 def position(tree: Any, path: Path_, key: bool = False) -> tuple[int, int]:
