@@ -16,11 +16,14 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Table
 from rich.text import Text
 
+from newsletter.checks import check as check_content
+from newsletter.archive import published
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.ledger import Ledger
 from newsletter.load import Draft, DraftError, Problem, load_draft
+from newsletter.message import Composer
 from newsletter.model import Issue
-from newsletter.recipients import Authority, ListSummary, gather, load_authorities
+from newsletter.recipients import Authority, ListSummary, Recipient, gather, load_authorities
 from newsletter.render import GMAIL_CLIP_BYTES, render
 from newsletter.send import Job, JobError, Outcome, exclusive, queue_recipients
 from newsletter.transport import TransportError, opener
@@ -59,19 +62,31 @@ def open_draft(path: Path, known: dict[str, Authority]) -> Draft:
 @app.command()
 def check(
     drafts: Annotated[list[Path], typer.Argument(help="Draft YAML files.")],
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too (for the mailing job).")] = False,
     recipients: Recipients = Path("recipients"),
 ) -> None:
-    """Validate drafts: exit 0 when every one is valid, 1 with the problems listed when not."""
+    """Validate drafts and list what a careful editor would fix: exit 1 on errors (and warnings with --strict)."""
     known = authorities(recipients)
     failed = 0
     for path in drafts:
         try:
-            open_draft(path, known)
+            draft = open_draft(path, known)
         except typer.Exit:
             failed += 1
             continue
-        console.print(f"{path}: [green]ok[/]")
+        warnings = content_warnings(draft, known)
+        report(warnings)
+        failed += bool(warnings and strict)
+        verdict = "[green]ok[/]" if not warnings else f"[yellow]ok, {len(warnings)} warning(s)[/]"
+        console.print(f"{path}: {verdict}")
     raise typer.Exit(1 if failed else 0)
+
+
+def content_warnings(draft: Draft, known: dict[str, Authority]) -> list[Problem]:
+    """The content checks, with the size of the largest variant of the HTML."""
+    targeted = {slug for section in draft.issue.sections for slug in section.audience or []}
+    sizes = [render(draft.issue, known.get(slug)).size for slug in [None, *sorted(targeted)]]
+    return check_content(draft, max(sizes))
 
 
 @app.command("render")
@@ -285,3 +300,117 @@ def recipients_check(config: Config = Path("newsletter.toml")) -> None:
             errors.print(escape(str(problem)))
     console.print(table)
     raise typer.Exit(1 if has_errors else 0)
+
+
+@app.command()
+def preview(
+    draft: Annotated[Path, typer.Argument(help="The draft to preview.")],
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8025,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+    recipients: Recipients = Path("recipients"),
+) -> None:
+    """Show the issue in the browser at desktop and phone width; it reloads when the draft is saved."""
+    from newsletter.preview import open_browser, serve
+
+    def ready(url: str) -> None:
+        console.print(f"Previewing {draft} at {url} (only on this computer). Save the file to update; Ctrl-C to stop.")
+        if not no_browser:
+            open_browser(url)
+
+    try:
+        serve(draft, authorities(recipients), port=port, ready=ready)
+    except OSError as exc:
+        errors.print(f"Cannot listen on port {port}: {exc.strerror}. Try another with --port.")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def proof(
+    draft: Annotated[Path, typer.Argument(help="The draft to proof.")],
+    to: Annotated[list[str], typer.Option("--to", help="Send the proof to this address (repeat for more).")],
+    authority: Annotated[Optional[str], typer.Option("--authority", help="Only this authority's variant.")] = None,
+    config: Config = Path("newsletter.toml"),
+) -> None:
+    """Send "[PROOF]" copies to a few people: one per different variant, or one authority's. No ledger, no lists."""
+    from email_validator import EmailNotValidError, validate_email
+
+    settings = settings_or_exit(config)
+    known = authorities(settings.recipients)
+    if authority is not None and authority not in known:
+        errors.print(f"`{authority}` is not an authority: use one of {', '.join(known)}")
+        raise typer.Exit(2)
+    try:
+        addresses = [validate_email(a, check_deliverability=False, allow_smtputf8=False).normalized for a in to]
+    except EmailNotValidError as exc:
+        errors.print(f"Not an email address: {exc}")
+        raise typer.Exit(2) from None
+    issue = open_draft(draft, known).issue
+    variants = [known[authority]] if authority else _distinct_variants(issue, known)
+    try:
+        open_transport = opener(settings.transport.url, settings.transport, settings.password)
+        secret = settings.secret()
+    except (ConfigError, TransportError) as exc:
+        errors.print(escape(str(exc)))
+        raise typer.Exit(2) from None
+
+    async def main() -> int:
+        failures = 0
+        async with open_transport() as transport:
+            for variant in variants:
+                rendered = render(issue, variant, web=published(settings, issue))
+                composer = Composer(issue, rendered, settings, secret, proof=True)
+                for address in addresses:
+                    result = await transport.deliver(composer.compose(Recipient(address, "", variant.slug)))
+                    failures += result.status != "sent"
+                    console.print(f"{variant.name} -> {address}: {result.status} ({escape(result.reply)})")
+        return failures
+
+    raise typer.Exit(1 if asyncio.run(main()) else 0)
+
+
+def _distinct_variants(issue: Issue, known: dict[str, Authority]) -> list[Authority]:
+    """One authority for each different set of sections: most issues have one variant, not sixteen."""
+    seen: dict[tuple[int, ...], Authority] = {}
+    for authority in known.values():
+        seen.setdefault(tuple(id(s) for s in issue.for_authority(authority.slug)), authority)
+    return list(seen.values())
+
+
+@app.command()
+def new(
+    month: Annotated[Optional[str], typer.Argument(help="The new issue's month, like 2025-10 (default: next).")] = None,
+    drafts: Annotated[Path, typer.Option("--drafts", help="The drafts folder.")] = Path("drafts"),
+) -> None:
+    """Start next month's draft from the latest one."""
+    from newsletter.new_issue import NewIssueError, create
+
+    try:
+        made = create(drafts, month)
+    except NewIssueError as exc:
+        errors.print(escape(str(exc)))
+        raise typer.Exit(1) from None
+    console.print(f"Created {made.path} from {made.source}: the sections are kept as a starting point, the status "
+                  "is back to draft, and the month, send date and subject are moved on a month.")
+    if made.removed:
+        console.print("Left out because they will be over by the send date:")
+        for title in made.removed:
+            console.print(f"  • {escape(title)}")
+
+
+@app.command()
+def archive(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the web site.")],
+    drafts: Annotated[Path, typer.Option("--drafts", help="The drafts folder.")] = Path("drafts"),
+    recipients: Recipients = Path("recipients"),
+) -> None:
+    """Write the web archive: every approved issue, newest first, with its calendar files."""
+    from newsletter.archive import build
+
+    known = authorities(recipients)
+    issues = [open_draft(path, known).issue for path in sorted(drafts.glob("*.yaml"))]
+    pages = build(issues, out)
+    for page in pages:
+        console.print(f"{out / page.folder}index.html ({len(page.files)} calendar file(s))")
+    console.print(f"{out / 'index.html'}: {len(pages)} issue(s)")

@@ -36,6 +36,8 @@ class ListSettings(Section):
     unsubscribe_mailto: Email = "unsubscribe@wmchildrensservices.org.uk"
     unsubscribe_url: Url | None = None
     """An HTTPS base for one-click unsubscribe (RFC 8058): the token is appended."""
+    archive_url: Url | None = None
+    """Where `newsletter archive` output is published: the email links each issue's page and calendar files."""
 
 
 class TransportSettings(Section):

@@ -60,18 +60,41 @@ class Rendered:
         return len(self.html.encode("utf-8"))
 
 
-def render(issue: Issue, authority: Authority | None = None) -> Rendered:
-    """One authority's variant; None renders the sections meant for everyone (the web version)."""
+@dataclasses.dataclass(frozen=True)
+class Web:
+    """Where an issue is published on the web: its page, and the folder its calendar files are in."""
+
+    page: str | None = None
+    """The issue's web page, for the email's "view in your browser" link."""
+    files: str | None = None
+    """Prefix of the `.ics` links ("" = beside the page); None leaves "Add to calendar" out."""
+
+
+def render(issue: Issue, authority: Authority | None = None, *, web: Web = Web(), archive: bool = False) -> Rendered:
+    """One authority's variant; None renders the sections meant for everyone.
+
+    `archive` renders the public web page: no personal fields, no unsubscribe link.
+    """
     context = {
         "issue": issue,
         "sections": issue.for_authority(authority.slug if authority else None),
         "audience": authority.name if authority else "an organisation in the region",
         "personal": PERSONAL,
+        "archive": archive,
+        "web": web,
+        "calendar": _calendar_files(issue) if web.files is not None else {},
         "fonts": FONTS,
         "colour": COLOUR,
     }
     source = _environment().get_template("email.mjml.j2").render(context)
     return Rendered(html=to_html(source), text=_text_environment().get_template("email.txt.j2").render(context))
+
+
+def _calendar_files(issue: Issue) -> dict[int, str]:
+    """Session (by identity) -> its .ics file name."""
+    from newsletter.calendar import entries
+
+    return {id(entry.session): entry.filename for entry in entries(issue)}
 
 
 def to_html(source: str) -> str:
@@ -102,6 +125,10 @@ def when(session: Session) -> str:
     if session.start:
         return f"{text}, {clock(session.start)}"
     return text
+
+
+def short_day(date: dt.date) -> str:
+    return f"{date:%a} {date.day} {date:%b}"
 
 
 def day(date: dt.date) -> str:
@@ -136,7 +163,7 @@ def _html_contact(person: Person) -> str:
 
 def _filters(env: jinja2.Environment) -> jinja2.Environment:
     env.globals.update(when=when, where=where)
-    env.filters.update(day=day)
+    env.filters.update(day=day, short_day=short_day, id=id)
     return env
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from newsletter.archive import published
 from newsletter.config import Settings
 from newsletter.ledger import Ledger, Row
 from newsletter.message import Composer
@@ -192,8 +193,8 @@ class Job:
 
     def _composer(self, slug: str) -> Composer:
         if slug not in self.composers:
-            self.composers[slug] = Composer(self.issue, render(self.issue, self.authorities[slug]), self.settings,
-                                            self.secret, dkim_key=self.dkim_key)
+            rendered = render(self.issue, self.authorities[slug], web=published(self.settings, self.issue))
+            self.composers[slug] = Composer(self.issue, rendered, self.settings, self.secret, dkim_key=self.dkim_key)
         return self.composers[slug]
 
 

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import DRAFTS, ROOT
+from conftest import ROOT
 from smtp_server import Handler, Server
 
 from newsletter.ledger import Ledger

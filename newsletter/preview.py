@@ -1,0 +1,214 @@
+"""The editor's live preview: the issue at desktop and phone width, per authority, with its problems.
+
+A small HTTP server on loopback only. It serves nothing from disk: every page is made from the draft
+in memory, so no path can reach a file. Saving the draft reloads the page through server-sent events
+(watchfiles notices the save); a draft with errors shows them instead, and recovers when fixed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+import webbrowser
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import jinja2
+import watchfiles
+
+from newsletter.checks import check
+from newsletter.load import DraftError, Problem, load_draft
+from newsletter.recipients import Authority
+from newsletter.render import PERSONAL, TEMPLATES, Rendered, Web, render
+
+SAMPLE = {"email": "you@example.org", "unsubscribe_url": "#unsubscribe"}
+assert SAMPLE.keys() == PERSONAL.keys()
+CALENDAR = "/calendar/"
+
+
+class State:
+    """The draft as last read: either an issue with warnings, or the errors that stop it loading."""
+
+    def __init__(self, path: Path, authorities: dict[str, Authority]) -> None:
+        self.path = path
+        self.authorities = authorities
+        self.version = 0
+        self.changed = threading.Condition()
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            draft = load_draft(self.path, self.authorities)
+        except DraftError as exc:
+            issue, errors, warnings = None, exc.problems, []
+        else:
+            issue, errors = draft.issue, []
+            warnings = check(draft, render(issue, web=Web(files=CALENDAR)).size)
+        with self.changed:
+            self.issue, self.errors, self.warnings = issue, errors, warnings
+            self.variants: dict[str | None, Rendered] = {}
+            self.version += 1
+            self.changed.notify_all()
+
+    def variant(self, slug: str | None) -> Rendered | None:
+        if self.issue is None:
+            return None
+        if slug not in self.variants:
+            self.variants[slug] = render(self.issue, self.authorities.get(slug or ""), web=Web(files=CALENDAR))
+        return self.variants[slug]
+
+    def wait(self, version: int, timeout: float) -> int:
+        with self.changed:
+            self.changed.wait_for(lambda: self.version != version, timeout=timeout)
+            return self.version
+
+
+def serve(path: Path, authorities: dict[str, Authority], port: int = 8025, host: str = "127.0.0.1",
+          ready: Callable[[str], None] | None = None, stop: threading.Event | None = None) -> None:
+    """Serve the preview until `stop` is set (or forever); `ready` gets the URL once listening."""
+    server = PreviewServer(host, port, State(path, authorities))
+    stop = stop or threading.Event()
+    watcher = threading.Thread(target=_watch, args=(server.state, stop), daemon=True)
+    watcher.start()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    if ready:
+        ready(server.url)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def open_browser(url: str) -> None:
+    webbrowser.open(url)
+
+
+class PreviewServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, state: State) -> None:
+        if not _loopback(host):
+            raise ValueError(f"the preview only listens on this computer (127.0.0.1 or ::1), not on {host}")
+        self.state = state
+        super().__init__((host, port), Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _watch(state: State, stop: threading.Event) -> None:
+    # Watch the folder, not the file: editors save by writing a new file and renaming it over the old.
+    target = state.path.resolve()
+    for changes in watchfiles.watch(target.parent, stop_event=stop, debounce=200, step=20,
+                                    watch_filter=lambda _, changed: Path(changed).resolve() == target):
+        if changes:
+            state.refresh()
+
+
+_pages = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                            undefined=jinja2.StrictUndefined)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: PreviewServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        return None  # the terminal is the editor's: keep it quiet
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        slug = query.get("authority", [""])[0] or None
+        state = self.server.state
+        if slug is not None and slug not in state.authorities:
+            return self._send(HTTPStatus.NOT_FOUND, "text/plain", b"no such authority")
+        routes = {
+            "/": lambda: self._page(),
+            "/email.html": lambda: self._part(slug, "html"),
+            "/email.txt": lambda: self._part(slug, "text"),
+            "/problems.json": lambda: self._problems(),
+            "/events": lambda: self._events(),
+        }
+        if url.path in routes:
+            return routes[url.path]()
+        if url.path.startswith(CALENDAR):
+            return self._calendar(url.path.removeprefix(CALENDAR))
+        self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
+
+    def _page(self) -> None:
+        state = self.server.state
+        html = _pages.get_template("preview.html.j2").render(path=state.path, authorities=state.authorities.values())
+        self._send(HTTPStatus.OK, "text/html; charset=utf-8", html.encode())
+
+    def _part(self, slug: str | None, kind: str) -> None:
+        rendered = self.server.state.variant(slug)
+        if rendered is None:
+            body = _pages.get_template("preview-errors.html.j2").render(problems=self.server.state.errors)
+            return self._send(HTTPStatus.OK, "text/html; charset=utf-8", body.encode())
+        html, text = rendered.fill(**SAMPLE)
+        if kind == "html":
+            self._send(HTTPStatus.OK, "text/html; charset=utf-8", html.encode())
+        else:
+            self._send(HTTPStatus.OK, "text/plain; charset=utf-8", text.encode())
+
+    def _problems(self) -> None:
+        state = self.server.state
+
+        def listed(problems: list[Problem]) -> list[dict[str, object]]:
+            return [{"line": p.line, "column": p.column, "message": p.message} for p in problems]
+
+        body = {"version": state.version, "errors": listed(state.errors), "warnings": listed(state.warnings)}
+        self._send(HTTPStatus.OK, "application/json", json.dumps(body).encode())
+
+    def _calendar(self, name: str) -> None:
+        from newsletter.calendar import entries
+
+        issue = self.server.state.issue
+        found = next((e for e in entries(issue) if e.filename == name), None) if issue else None
+        if found is None:
+            return self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
+        self._send(HTTPStatus.OK, "text/calendar; charset=utf-8", found.data)
+
+    def _events(self) -> None:
+        """Server-sent events: one message per change of the draft, a comment now and then to keep alive."""
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        state = self.server.state
+        version = state.version
+        try:
+            self.wfile.write(f"data: {version}\n\n".encode())
+            self.wfile.flush()
+            while True:
+                now = state.wait(version, timeout=10)
+                self.wfile.write(f"data: {now}\n\n".encode() if now != version else b": still here\n\n")
+                self.wfile.flush()
+                version = now
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
