@@ -472,7 +472,7 @@ def check_placeholder_links(draft: Draft) -> Iterator[Problem]:
     """Links to example.org and the like: stand-ins for an address that was lost or not yet known."""
     for url in urls(draft):
         if is_placeholder(url.url):
-            yield draft.problem(url.path, "this link points at a placeholder address: put in the real one",
+            yield draft.problem(url.path, f"this link points at a placeholder address ({url.url}): put in the real one",
                                 offset=url.offset, found=url.found)
 
 
