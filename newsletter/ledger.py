@@ -44,7 +44,18 @@ CREATE TABLE IF NOT EXISTS suppressions (
     source  TEXT NOT NULL,
     created REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bounces (
+    email    TEXT NOT NULL,
+    issue    TEXT NOT NULL,
+    kind     TEXT NOT NULL CHECK (kind IN ('hard', 'soft')),
+    reason   TEXT NOT NULL,
+    source   TEXT NOT NULL,
+    received REAL NOT NULL,
+    PRIMARY KEY (email, issue)
+) WITHOUT ROWID;
 """
+SOFT_BOUNCES_IN_A_ROW = 3
+"""A mailbox that soft-bounces this many issues running is treated as gone."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -189,13 +200,64 @@ class Ledger:
 
     # -- suppression -------------------------------------------------------------------------------
 
-    def suppress(self, email: str, reason: str, source: str) -> None:
+    def suppress(self, email: str, reason: str, source: str) -> bool:
+        """Put an address on the suppression list; False when it was already there (the first reason stays)."""
         with self._transaction():
-            self.db.execute("INSERT OR REPLACE INTO suppressions VALUES (?, ?, ?, ?)",
-                            (email.lower(), reason, source, time.time()))
+            return self.db.execute("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
+                                   (email.lower(), reason, source, time.time())).rowcount == 1
+
+    def unsuppress(self, email: str) -> bool:
+        with self._transaction():
+            return self.db.execute("DELETE FROM suppressions WHERE email = ?", (email.lower(),)).rowcount == 1
 
     def suppressed(self) -> set[str]:
         return {e for (e,) in self.db.execute("SELECT email FROM suppressions")}
+
+    def suppressions(self) -> list[tuple[str, str, str, float]]:
+        """(email, reason, source, time), newest first."""
+        return list(self.db.execute("SELECT email, reason, source, created FROM suppressions ORDER BY created DESC"))
+
+    # -- bounces -----------------------------------------------------------------------------------
+
+    def bounce(self, email: str, issue: str, kind: Literal["hard", "soft"], reason: str, source: str) -> bool:
+        """Record a bounce of one issue (once: the same report read twice changes nothing); True when new.
+
+        A hard bounce suppresses the address at once; soft ones after SOFT_BOUNCES_IN_A_ROW issues running.
+        The issue's ledger row says it bounced.
+        """
+        email = email.lower()
+        with self._transaction():
+            new = self.db.execute("INSERT OR IGNORE INTO bounces VALUES (?, ?, ?, ?, ?, ?)",
+                                  (email, issue, kind, reason[:500], source, time.time())).rowcount == 1
+            if new:
+                self.db.execute("UPDATE deliveries SET status = 'failed', reply = ?, updated = ? "
+                                "WHERE issue = ? AND email = ?", (f"bounced ({kind}): {reason}"[:500], time.time(),
+                                                                   issue, email))
+        if kind == "hard":
+            self.suppress(email, f"hard bounce: {reason}"[:500], source)
+        elif self.soft_streak(email) >= SOFT_BOUNCES_IN_A_ROW:
+            self.suppress(email, f"soft bounces from {SOFT_BOUNCES_IN_A_ROW} issues in a row: {reason}"[:500], source)
+        return new
+
+    def soft_streak(self, email: str) -> int:
+        """How many of the latest issues sent to this address, running back from the newest, soft-bounced."""
+        issues = [i for (i,) in self.db.execute(
+            "SELECT DISTINCT issue FROM (SELECT issue FROM deliveries WHERE email = ? "
+            "UNION SELECT issue FROM bounces WHERE email = ?) ORDER BY issue DESC", (email.lower(), email.lower()))]
+        bounced = {i for (i,) in self.db.execute("SELECT issue FROM bounces WHERE email = ? AND kind = 'soft'",
+                                                 (email.lower(),))}
+        streak = 0
+        for issue in issues:
+            if issue not in bounced:
+                break
+            streak += 1
+        return streak
+
+    def last_issue_sent_to(self, email: str) -> str | None:
+        """The newest issue this address was handed to the relay for: where a bounce without an ID belongs."""
+        row = self.db.execute("SELECT max(issue) FROM deliveries WHERE email = ? AND status IN ('sent', 'failed')",
+                              (email.lower(),)).fetchone()
+        return row[0] if row else None
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)
