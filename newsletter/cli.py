@@ -63,10 +63,12 @@ def open_draft(path: Path, known: dict[str, Authority]) -> Draft:
 def check(
     drafts: Annotated[list[Path], typer.Argument(help="Draft YAML files.")],
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too (for the mailing job).")] = False,
-    recipients: Recipients = Path("recipients"),
+    spam: Annotated[bool, typer.Option("--spam", help="Score one real message with SpamAssassin.")] = False,
+    config: Config = Path("newsletter.toml"),
 ) -> None:
     """Validate drafts and list what a careful editor would fix: exit 1 on errors (and warnings with --strict)."""
-    known = authorities(recipients)
+    settings = settings_or_exit(config)
+    known = authorities(settings.recipients)
     failed = 0
     for path in drafts:
         try:
@@ -79,7 +81,35 @@ def check(
         failed += bool(warnings and strict)
         verdict = "[green]ok[/]" if not warnings else f"[yellow]ok, {len(warnings)} warning(s)[/]"
         console.print(f"{path}: {verdict}")
+        if spam:
+            failed += not _spam_score(draft.issue, known, settings)
     raise typer.Exit(1 if failed else 0)
+
+
+def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -> bool:
+    """Print SpamAssassin's verdict on one real message of the issue; False when it looks like spam."""
+    from newsletter.spam import SpamAssassinMissing, score
+
+    authority = next(iter(known.values()))
+    composer = Composer(issue, render(issue, authority, web=published(settings, issue)), settings,
+                        settings.secret(required=False))
+    message = composer.compose(Recipient(f"sample.reader@{authority.slug}.example.org", "Sample Reader",
+                                         authority.slug))
+    try:
+        result = score(message.data)
+    except SpamAssassinMissing as exc:
+        errors.print(f"[yellow]warning[/]: {exc}; the spam check was skipped.")
+        return True
+    table = Table(title=f"SpamAssassin: {result.points:.1f} points ({result.required:.1f} or more is spam)")
+    for heading in ("Points", "Rule", "What it means"):
+        table.add_column(heading)
+    for name, points, description in result.rules:
+        table.add_row(f"{points:.1f}", name, escape(description))
+    console.print(table)
+    if result.bad_rules:
+        errors.print(f"[red]error[/]: the message breaks rules a well-formed message never hits: "
+                     f"{', '.join(result.bad_rules)}")
+    return result.points < 1.0 and not result.bad_rules
 
 
 def content_warnings(draft: Draft, known: dict[str, Authority]) -> list[Problem]:
@@ -414,3 +444,93 @@ def archive(
     for page in pages:
         console.print(f"{out / page.folder}index.html ({len(page.files)} calendar file(s))")
     console.print(f"{out / 'index.html'}: {len(pages)} issue(s)")
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (behind your web server).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8026,
+    config: Config = Path("newsletter.toml"),
+) -> None:
+    """Run the one-click unsubscribe endpoint (RFC 8058) that the emails' unsubscribe links point at."""
+    from newsletter.endpoint import prefix, serve
+
+    settings = settings_or_exit(config)
+    try:
+        secret = settings.secret(required=True)
+    except ConfigError as exc:
+        errors.print(escape(str(exc)))
+        raise typer.Exit(2) from None
+    console.print(f"Unsubscribe endpoint on http://{host}:{port}{prefix(settings)}/<token>")
+    serve(settings, secret, host, port)
+
+
+suppress_app = typer.Typer(help="The suppression list: people no issue is sent to.", no_args_is_help=True)
+app.add_typer(suppress_app, name="suppress")
+
+
+@suppress_app.command("add")
+def suppress_add(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for whoever looks later.")],
+    config: Config = Path("newsletter.toml"),
+) -> None:
+    """Stop sending to an address."""
+    settings = settings_or_exit(config)
+    with Ledger(settings.ledger) as ledger:
+        if ledger.suppress(email, reason, "manual"):
+            console.print(f"{email} is suppressed: {escape(reason)}")
+        else:
+            console.print(f"{email} was already suppressed: {escape(ledger.suppression(email) or '')}")
+
+
+@suppress_app.command("remove")
+def suppress_remove(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it may be sent to again.")],
+    config: Config = Path("newsletter.toml"),
+) -> None:
+    """Send to an address again (say why: it is printed for the record)."""
+    settings = settings_or_exit(config)
+    with Ledger(settings.ledger) as ledger:
+        if ledger.unsuppress(email):
+            console.print(f"{email} will get the next issue ({escape(reason)}).")
+        else:
+            errors.print(f"{email} is not on the suppression list.")
+            raise typer.Exit(1)
+
+
+@suppress_app.command("list")
+def suppress_list(config: Config = Path("newsletter.toml")) -> None:
+    """Everyone on the suppression list, newest first."""
+    settings = settings_or_exit(config)
+    table = Table(title="Suppression list")
+    for heading in ("Address", "Reason", "Source", "Since"):
+        table.add_column(heading)
+    with Ledger(settings.ledger) as ledger:
+        for email, reason, source, created in ledger.suppressions():
+            table.add_row(email, escape(reason), source, dt.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+@app.command("report")
+def report_command(
+    draft: Annotated[Path, typer.Argument(help="The issue to report on.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for one CSV per authority.")],
+    config: Config = Path("newsletter.toml"),
+) -> None:
+    """Per authority: who bounced or unsubscribed since the last issue, as CSV for the list owners."""
+    from newsletter.report import write_reports
+
+    settings = settings_or_exit(config)
+    known = authorities(settings.recipients)
+    issue = open_draft(draft, known).issue
+    with Ledger(settings.ledger) as ledger:
+        rows = write_reports(ledger, issue.issue, known, out)
+    table = Table(title=f"{issue.title}, {issue.month_label}: since the last issue")
+    for heading in ("Authority", "Sent", "Bounced", "Unsubscribed", "File"):
+        table.add_column(heading, justify="left" if heading in ("Authority", "File") else "right")
+    for row in rows:
+        table.add_row(row.authority.name, str(row.sent), str(row.bounced), str(row.unsubscribed),
+                      str(row.file or "-"))
+    console.print(table)

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     message_id TEXT,
     uncertain  INTEGER NOT NULL DEFAULT 0,
     next_try   REAL NOT NULL DEFAULT 0,
+    sent_at    REAL,
     updated    REAL NOT NULL,
     PRIMARY KEY (issue, email)
 ) WITHOUT ROWID;
@@ -64,6 +65,17 @@ class Row:
     name: str
     authority: str
     attempts: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Removal:
+    email: str
+    name: str
+    authority: str
+    what: str
+    """`hard bounce`, `soft bounce` or `unsubscribed`."""
+    reason: str
+    time: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,8 +178,10 @@ class Ledger:
 
     def finished(self, issue: str, email: str, status: Status, reply: str, next_try: float = 0) -> None:
         with self._transaction():
-            self.db.execute("UPDATE deliveries SET status = ?, reply = ?, next_try = ?, updated = ? "
-                            "WHERE issue = ? AND email = ?", (status, reply[:500], next_try, time.time(), issue, email))
+            now = time.time()
+            self.db.execute("UPDATE deliveries SET status = ?, reply = ?, next_try = ?, updated = ?, "
+                            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE issue = ? AND email = ?",
+                            (status, reply[:500], next_try, now, status, now, issue, email))
 
     def sent_since(self, since: float) -> int:
         """Messages handed to the relay since a time, every issue: the daily cap counts these."""
@@ -187,6 +201,34 @@ class Ledger:
             row[status] = count
             row["uncertain"] += uncertain
         return table
+
+    def sent_counts(self, issue: str) -> dict[str, int]:
+        """Per authority, how many have this issue (bounced ones included: the relay took them)."""
+        return dict(self.db.execute("SELECT authority, count(*) FROM deliveries WHERE issue = ? "
+                                    "AND sent_at IS NOT NULL GROUP BY authority", (issue,)))
+
+    def previous_issue(self, issue: str) -> str | None:
+        (previous,) = self.db.execute("SELECT max(issue) FROM deliveries WHERE issue < ?", (issue,)).fetchone()
+        return previous
+
+    def issue_started(self, issue: str | None) -> float | None:
+        """When the first message of an issue went out."""
+        (started,) = self.db.execute("SELECT min(sent_at) FROM deliveries WHERE issue = ?", (issue,)).fetchone()
+        return started
+
+    def removals_since(self, since: float) -> list[Removal]:
+        """Bounces and unsubscribes from a time on, with the authority each address was last sent for."""
+        rows = self.db.execute(
+            "SELECT b.email, b.kind || ' bounce', b.reason, b.received FROM bounces b WHERE b.received >= ? "
+            "UNION ALL SELECT s.email, 'unsubscribed', s.reason, s.created FROM suppressions s "
+            "WHERE s.created >= ? AND s.reason LIKE 'unsubscribed%'", (since, since)).fetchall()
+        removals = []
+        for email, what, reason, when in rows:
+            last = self.db.execute("SELECT name, authority FROM deliveries WHERE email = ? ORDER BY issue DESC "
+                                   "LIMIT 1", (email,)).fetchone()
+            name, authority = last if last else ("", "")
+            removals.append(Removal(email, name, authority, what, reason, when))
+        return removals
 
     def failures(self, issue: str) -> Iterator[Failure]:
         for row in self.db.execute("SELECT email, authority, status, attempts, coalesce(reply, '') FROM deliveries "
@@ -212,6 +254,11 @@ class Ledger:
 
     def suppressed(self) -> set[str]:
         return {e for (e,) in self.db.execute("SELECT email FROM suppressions")}
+
+    def suppression(self, email: str) -> str | None:
+        """Why an address is suppressed, or None."""
+        row = self.db.execute("SELECT reason FROM suppressions WHERE email = ?", (email.lower(),)).fetchone()
+        return row[0] if row else None
 
     def suppressions(self) -> list[tuple[str, str, str, float]]:
         """(email, reason, source, time), newest first."""

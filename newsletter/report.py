@@ -1,0 +1,53 @@
+"""Authority reports: who bounced or unsubscribed since the last issue, for each list's owner.
+
+Each authority's contact exports their list from their own system; a CSV of the addresses to remove
+lets them clean it at the source, so the next export does not bring the same people back.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+from newsletter.ledger import Ledger
+from newsletter.recipients import Authority
+
+
+@dataclasses.dataclass
+class AuthorityReport:
+    authority: Authority
+    sent: int = 0
+    bounced: int = 0
+    unsubscribed: int = 0
+    file: Path | None = None
+
+
+def write_reports(ledger: Ledger, issue: str, authorities: dict[str, Authority], out: Path) -> list[AuthorityReport]:
+    """One CSV per authority with anything to report; the counts for every authority."""
+    since = ledger.issue_started(ledger.previous_issue(issue)) or 0.0
+    reports = {slug: AuthorityReport(a) for slug, a in authorities.items()}
+    for slug, count in ledger.sent_counts(issue).items():
+        if slug in reports:
+            reports[slug].sent = count
+    rows: dict[str, list[list[str]]] = {}
+    for event in ledger.removals_since(since):
+        report = reports.get(event.authority)
+        if report is None:
+            continue
+        if event.what == "unsubscribed":
+            report.unsubscribed += 1
+        else:
+            report.bounced += 1
+        when = dt.datetime.fromtimestamp(event.time).strftime("%Y-%m-%d")
+        rows.setdefault(event.authority, []).append([event.email, event.name, event.what, event.reason, when])
+    out.mkdir(parents=True, exist_ok=True)
+    for slug, lines in rows.items():
+        path = out / f"{issue}-{slug}-remove.csv"
+        with path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel opens it as UTF-8
+            writer = csv.writer(handle)
+            writer.writerow(["email", "name", "what", "reason", "date"])
+            writer.writerows(sorted(lines))
+        reports[slug].file = path
+    return list(reports.values())
