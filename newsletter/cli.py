@@ -11,19 +11,33 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.checks import check as check_content
 from newsletter.archive import published
+from newsletter.checks import check as check_content
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.ledger import Ledger
 from newsletter.load import Draft, DraftError, Problem, load_draft
 from newsletter.message import Composer
 from newsletter.model import Issue
-from newsletter.recipients import Authority, ListSummary, Recipient, gather, load_authorities
+from newsletter.recipients import (
+    Authority,
+    ListSummary,
+    Recipient,
+    gather,
+    load_authorities,
+)
 from newsletter.render import GMAIL_CLIP_BYTES, render
 from newsletter.send import Job, JobError, Outcome, exclusive, queue_recipients
 from newsletter.transport import TransportError, opener
@@ -35,7 +49,15 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 WARN_BYTES = 90 * 1024
 
-Recipients = Annotated[Path, typer.Option("--recipients", help="Folder with authorities.yaml and the lists.")]
+Config = Annotated[Path, typer.Option("--config", help="Sending settings (TOML).")]
+
+
+def settings_or_exit(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        errors.print(escape(str(exc)))
+        raise typer.Exit(2) from None
 
 
 def authorities(folder: Path) -> dict[str, Authority]:
@@ -124,10 +146,10 @@ def render_command(
     draft: Annotated[Path, typer.Argument(help="Draft YAML file.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for email.html and email.txt.")],
     authority: Annotated[Optional[str], typer.Option("--authority", help="Render this authority's variant.")] = None,
-    recipients: Recipients = Path("recipients"),
+    config: Config = Path("newsletter.toml"),
 ) -> None:
     """Write the HTML and text parts of one variant of the issue."""
-    known = authorities(recipients)
+    known = authorities(settings_or_exit(config).recipients)
     if authority is not None and authority not in known:
         errors.print(f"`{authority}` is not an authority: use one of {', '.join(known)}")
         raise typer.Exit(2)
@@ -142,17 +164,6 @@ def render_command(
     if rendered.size > WARN_BYTES:
         errors.print(f"[yellow]warning[/]: the HTML is {size:.1f} KB; above {WARN_BYTES // 1024} KB Gmail may "
                      "clip it soon. Move some items to the web archive or shorten them.")
-
-
-Config = Annotated[Path, typer.Option("--config", help="Sending settings (TOML).")]
-
-
-def settings_or_exit(path: Path) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        errors.print(escape(str(exc)))
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -337,7 +348,7 @@ def preview(
     draft: Annotated[Path, typer.Argument(help="The draft to preview.")],
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8025,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
-    recipients: Recipients = Path("recipients"),
+    config: Config = Path("newsletter.toml"),
 ) -> None:
     """Show the issue in the browser at desktop and phone width; it reloads when the draft is saved."""
     from newsletter.preview import open_browser, serve
@@ -348,7 +359,7 @@ def preview(
             open_browser(url)
 
     try:
-        serve(draft, authorities(recipients), port=port, ready=ready)
+        serve(draft, authorities(settings_or_exit(config).recipients), port=port, ready=ready)
     except OSError as exc:
         errors.print(f"Cannot listen on port {port}: {exc.strerror}. Try another with --port.")
         raise typer.Exit(2) from None
@@ -433,12 +444,12 @@ def new(
 def archive(
     out: Annotated[Path, typer.Option("--out", help="Folder for the web site.")],
     drafts: Annotated[Path, typer.Option("--drafts", help="The drafts folder.")] = Path("drafts"),
-    recipients: Recipients = Path("recipients"),
+    config: Config = Path("newsletter.toml"),
 ) -> None:
     """Write the web archive: every approved issue, newest first, with its calendar files."""
     from newsletter.archive import build
 
-    known = authorities(recipients)
+    known = authorities(settings_or_exit(config).recipients)
     issues = [open_draft(path, known).issue for path in sorted(drafts.glob("*.yaml"))]
     pages = build(issues, out)
     for page in pages:
