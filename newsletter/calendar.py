@@ -20,9 +20,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar
+from icalendar import Calendar, Timezone
 from icalendar import Event as VEvent
-from icalendar import Timezone
 
 from newsletter.markdown import to_text
 from newsletter.model import Event, Events, Issue, Link, Session
