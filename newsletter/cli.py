@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -41,6 +41,9 @@ from newsletter.recipients import (
 from newsletter.render import GMAIL_CLIP_BYTES, render
 from newsletter.send import Job, JobError, Outcome, exclusive, queue_recipients
 from newsletter.transport import TransportError, opener
+
+if TYPE_CHECKING:
+    from newsletter.inbox import Report as InboxReport
 
 app = typer.Typer(help="The West Midlands Regional Update: check, render and send an issue.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -545,3 +548,50 @@ def report_command(
         table.add_row(row.authority.name, str(row.sent), str(row.bounced), str(row.unsubscribed),
                       str(row.file or "-"))
     console.print(table)
+
+
+@app.command()
+def inbox(
+    source: Annotated[Optional[str], typer.Option("--source", help="imaps://host, imap://host, maildir:DIR or mbox:FILE (default: [inbox] url).")] = None,
+    folder: Annotated[Optional[str], typer.Option("--folder", help="The folder to read.")] = None,
+    processed: Annotated[Optional[str], typer.Option("--processed", help="Where understood mail is moved.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")] = False,
+    config: Config = Path("newsletter.toml"),
+) -> None:
+    """Read the reply mailbox: bounces and unsubscribe emails update the suppression list and the ledger."""
+    from newsletter.inbox import InboxError, open_source, process
+
+    settings = settings_or_exit(config)
+    url = source or settings.inbox.url
+    if not url:
+        errors.print("Say which mailbox to read: set `url` under [inbox] in newsletter.toml, or pass --source.")
+        raise typer.Exit(2)
+    try:
+        secret = settings.secret()
+    except ConfigError as exc:
+        errors.print(escape(str(exc)))
+        raise typer.Exit(2) from None
+    done = None
+    try:
+        box = open_source(url, username=settings.inbox.username, password=settings.imap_password,
+                          folder=folder or settings.inbox.folder, processed=processed or settings.inbox.processed,
+                          starttls=settings.inbox.starttls, timeout=settings.inbox.timeout)
+        with Ledger(settings.ledger) as ledger, box:
+            done = process(box, ledger, secret, settings.list.id, domain=settings.list.domain, dry_run=dry_run)
+    except InboxError as exc:
+        done = getattr(exc, "report", None)
+        if done is not None:
+            _print_inbox(done)
+        errors.print(f"[red]error[/]: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    _print_inbox(done)
+
+
+def _print_inbox(done: InboxReport) -> None:
+    table = Table(title="Mailbox")
+    for heading in ("Message", "Kind", "Address", "Action"):
+        table.add_column(heading)
+    for row in done.table():
+        table.add_row(*(escape(str(cell)) for cell in row))
+    console.print(table)
+    console.print(done.summary())

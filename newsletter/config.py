@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from newsletter.model import Email, Line, Url
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
+IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
 SECRET_ENV = "NEWSLETTER_SECRET"
 OUTBOX_SECRET = "outbox-only: not a secret, set NEWSLETTER_SECRET before sending to a relay"
 """Signs unsubscribe tokens in outbox runs, whose messages never leave this machine."""
@@ -56,6 +57,18 @@ class TransportSettings(Section):
     """Seconds before the first retry; doubles each time."""
 
 
+class InboxSettings(Section):
+    url: str | None = None
+    """imaps://host:993, imap://host:143 (STARTTLS), maildir:DIR or mbox:FILE: where replies and bounces land."""
+    username: str | None = None
+    folder: str = "INBOX"
+    processed: str = "Processed"
+    """Where understood messages are moved; nothing is ever deleted."""
+    starttls: bool | None = None
+    """None: required for every host but loopback."""
+    timeout: Annotated[float, Field(gt=0)] = 60
+
+
 class DkimSettings(Section):
     selector: str | None = None
     key_file: Path | None = None
@@ -65,12 +78,17 @@ class Settings(Section):
     list: ListSettings = ListSettings()
     transport: TransportSettings = TransportSettings()
     dkim: DkimSettings = DkimSettings()
+    inbox: InboxSettings = InboxSettings()
     ledger: Path = Path("newsletter.db")
     recipients: Path = Path("recipients")
 
     @property
     def password(self) -> str | None:
         return os.environ.get(PASSWORD_ENV) or None
+
+    @property
+    def imap_password(self) -> str | None:
+        return os.environ.get(IMAP_PASSWORD_ENV) or None
 
     def secret(self, required: bool | None = None) -> str:
         """The key that signs unsubscribe tokens; required for anything but the outbox."""

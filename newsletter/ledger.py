@@ -274,8 +274,11 @@ class Ledger:
         """
         email = email.lower()
         with self._transaction():
-            new = self.db.execute("INSERT OR IGNORE INTO bounces VALUES (?, ?, ?, ?, ?, ?)",
-                                  (email, issue, kind, reason[:500], source, time.time())).rowcount == 1
+            # A hard report after a soft one for the same issue upgrades it; anything else is a repeat.
+            new = self.db.execute(
+                "INSERT INTO bounces VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email, issue) DO UPDATE SET "
+                "kind = 'hard', reason = excluded.reason WHERE bounces.kind = 'soft' AND excluded.kind = 'hard'",
+                (email, issue, kind, reason[:500], source, time.time())).rowcount == 1
             if new:
                 self.db.execute("UPDATE deliveries SET status = 'failed', reply = ?, updated = ? "
                                 "WHERE issue = ? AND email = ?", (f"bounced ({kind}): {reason}"[:500], time.time(),
