@@ -142,3 +142,28 @@ def test_send_due_sends_only_approved_drafts_whose_day_has_come(tmp_path: Path, 
         assert all(m["Subject"].startswith("Regional Update, September 2025") for m in sent)
     else:
         assert not sent and "No approved draft is due" in result.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C (or systemd's SIGTERM): messages in flight finish, nothing is left `sending`, a re-run goes on."""
+    people = everyone()
+    with Server(Handler(delay=0.08)) as server:
+        settings = config(tmp_path, server.url, connections=2)
+        env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
+        job = subprocess.Popen([sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(server.handler.arrivals) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        job.send_signal(sig)
+        out, _ = job.communicate(timeout=60)
+        assert job.returncode == 1 and "Stopped. Run the same command again" in out
+        stopped_at = len(server.handler.arrivals)
+        assert stopped_at < len(people)
+        with Ledger(tmp_path / "ledger.db") as ledger:
+            statuses = dict(ledger.db.execute("SELECT status, count(*) FROM deliveries GROUP BY status"))
+        assert "sending" not in statuses and statuses["sent"] == stopped_at
+        result = run("send", SEPTEMBER, "--config", str(settings))
+        assert result.returncode == 0, result.stderr
+    assert sorted(a.recipient for a in server.handler.arrivals) == sorted(people)  # one copy each
