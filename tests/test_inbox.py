@@ -14,11 +14,19 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-
 from imap_server import PASSWORD, Dovecot, DropProxy, available
+
+from newsletter.bounce import classify, status_kind
 from newsletter.config import Settings
-from newsletter.inbox import (ImapSource, InboxError, MaildirSource, MboxSource, _literal, classify, open_source,
-                              process, status_kind)
+from newsletter.inbox import (
+    ImapSource,
+    InboxError,
+    MaildirSource,
+    MboxSource,
+    _literal,
+    open_source,
+    process,
+)
 from newsletter.ledger import Ledger, Row
 from newsletter.unsubscribe import make_token
 
