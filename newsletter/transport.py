@@ -78,7 +78,7 @@ class Smtp(Transport):
         self.password = password
         if self.username and not password:
             raise TransportError("the relay needs a password: set NEWSLETTER_SMTP_PASSWORD in the environment")
-        local = _is_loopback(self.host)
+        local = is_loopback(self.host)
         self.starttls = settings.starttls if settings.starttls is not None else (None if local else True)
         if not local and not self.implicit_tls and self.starttls is False:
             raise TransportError(f"refusing to send to {self.host} without TLS")
@@ -141,7 +141,7 @@ def _refused(code: int, message: str) -> Result:
     return Result("failed" if 500 <= code < 600 else "deferred", f"{code} {message}")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
