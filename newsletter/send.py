@@ -109,8 +109,13 @@ class Job:
         cap = self.settings.transport.daily_cap if relay else None
         self.cap_left = None if cap is None else cap - self.ledger.sent_since(_start_of_day())
         self.pacer = Pacer(self.settings.transport.rate_per_minute) if relay else None
+        # Render now every variant that anyone is waiting for (a render mid-send would hold up the pacing);
+        # a re-run with nothing left renders none. Rows only become due from pending or deferred ones.
+        summary = self.ledger.summary(self.issue.issue)
+        waiting = {slug for slug, row in summary.items() if row["pending"] or row["deferred"]}
         for slug in self.only or self.authorities:
-            self._composer(slug)  # render every variant now: a render mid-send would hold up the pacing
+            if slug in waiting:
+                self._composer(slug)
         queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self.settings.transport.connections * 2)
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.settings.transport.connections)]
         try:

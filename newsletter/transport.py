@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import mailbox
+import re
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -110,9 +111,7 @@ class Smtp(Transport):
         try:
             if self.client is None or not self.client.is_connected:
                 self.client = await self._connect()
-            errors, reply = await self.client.sendmail(message.sender, [message.recipient], message.data)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            return _refused(exc.recipients[0].code, exc.recipients[0].message)
+            reply = await self._send(self.client, message)
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # the server is closing this connection
                 await self._drop()
@@ -122,6 +121,53 @@ class Smtp(Transport):
             await self._drop()
             return Result("deferred", f"connection: {type(exc).__name__}: {exc}".strip())
         return Result("sent", reply)
+
+    async def _send(self, client: aiosmtplib.SMTP, message: Outgoing) -> str:
+        """One message, the way aiosmtplib's `sendmail` sends it: EHLO (or HELO) when not done yet, MAIL with
+        SIZE when offered, RCPT, DATA, and RSET after a refusal; returns the reply to the data.
+
+        The difference is the data: `sendmail` normalises line ends and doubles leading dots with regular
+        expressions over the whole message (the line ends twice when the server offers SIZE), which took
+        more time than composing the message. `_wire` does the same with byte counts and replaces.
+        """
+        if client.is_ehlo_or_helo_needed:
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo()
+        payload, size = _wire(message.data, message.crlf)
+        options = [f"size={size}"] if client.supports_extension("size") else []
+        try:
+            if _DOT_ATOM.fullmatch(message.sender) and _DOT_ATOM.fullmatch(message.recipient):
+                # What client.mail and client.rcpt send for such addresses, without parsing them twice each.
+                response = await client.execute_command(b"MAIL", f"FROM:<{message.sender}>".encode(),
+                                                        *(option.encode() for option in options))
+                if response.code != 250:
+                    raise aiosmtplib.SMTPSenderRefused(response.code, response.message, message.sender)
+                response = await client.execute_command(b"RCPT", f"TO:<{message.recipient}>".encode())
+                if response.code not in (250, 251):
+                    raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, message.recipient)
+            else:
+                await client.mail(message.sender, options=options)
+                await client.rcpt(message.recipient)
+            response = await client.execute_command(b"DATA")
+            if response.code != 354:
+                raise aiosmtplib.SMTPDataError(response.code, response.message)
+            if client.protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            client.protocol.write(payload)
+            response = await client.protocol.read_response(timeout=self.timeout)
+            if response.code != 250:
+                raise aiosmtplib.SMTPDataError(response.code, response.message)
+        except (aiosmtplib.SMTPResponseException, ValueError):  # ValueError: an address unsafe on a command line
+            try:
+                await client.rset()  # as sendmail does: leave no half-open envelope for the next message
+            except (ConnectionError, aiosmtplib.SMTPResponseException):
+                pass
+            raise
+        return response.message
 
     async def _drop(self) -> None:
         client, self.client = self.client, None
@@ -135,6 +181,30 @@ class Smtp(Transport):
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 client.close()
+
+
+_LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
+_DOT_ATOM = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+"""An address that aiosmtplib's quote_address passes through unchanged, as <address>."""
+
+
+def _wire(data: bytes, crlf: bool = False) -> tuple[bytes, int]:
+    """The DATA payload exactly as aiosmtplib makes it (every line end CRLF, a CRLF at the end, a dot added to
+    lines that start with one, the closing dot line), and the SIZE it declares (before the dots are added).
+
+    Composed messages are CRLF throughout already (`crlf`), or else three byte counts show whether they
+    are; then a `replace` does what would otherwise be regular-expression passes over the whole message.
+    """
+    if not crlf:
+        pairs = data.count(b"\r\n")
+        if data.count(b"\r") != pairs or data.count(b"\n") != pairs:
+            data = _LINE_END.sub(b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    return stuffed + b".\r\n", len(data)
 
 
 def _refused(code: int, message: str) -> Result:

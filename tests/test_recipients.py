@@ -445,3 +445,31 @@ def test_reading_a_list_takes_flat_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert count == 10_000
     assert peak < 500_000
+
+
+ODD_ADDRESSES = [
+    "plain@walsall.example.org", "Mixed.Case@Dudley.Example.ORG", "a+tag@x.example.org", "o_neil@x.example.org",
+    ".lead@x.example.org", "trail.@x.example.org", "two..dots@x.example.org", "no-at.example.org",
+    "a@-bad.example.org", "a@bad-.example.org", "a@x.example.123", "a@localhost", "a@x.test", "a@x.invalid",
+    "a@x.local", "a@onion", "a@x.example.o", "a@" + "l" * 64 + ".example.org", "a@" + "l" * 63 + ".example.org",
+    "l" * 64 + "@x.example.org", "l" * 65 + "@x.example.org", "x@" + ".".join(["abcdefghi"] * 26) + ".org",
+    "o'neil@x.example.org", "a@x_y.example.org", "a@x.example.org.", "sian@x.example.org ", "a@@x.example.org",
+]
+
+
+@pytest.mark.parametrize("raw", ODD_ADDRESSES)
+def test_the_fast_address_check_agrees_with_email_validator(raw: str) -> None:
+    """`address` checks the everyday shape by pattern: it must never accept what email-validator refuses."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from newsletter.recipients import address
+
+    try:
+        expected = validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized.lower()
+    except EmailNotValidError:
+        expected = None
+    try:
+        got = address(raw)
+    except EmailNotValidError:
+        got = None
+    assert got == expected
