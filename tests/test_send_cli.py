@@ -167,3 +167,26 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path: Path, sig: signal
         result = run("send", SEPTEMBER, "--config", str(settings))
         assert result.returncode == 0, result.stderr
     assert sorted(a.recipient for a in server.handler.arrivals) == sorted(people)  # one copy each
+
+
+def test_proof_goes_to_the_given_addresses_only_and_leaves_the_ledger_alone(tmp_path: Path) -> None:
+    draft = tmp_path / "2025-09.yaml"
+    draft.write_text(Path(SEPTEMBER).read_text(encoding="utf-8").replace("sections:\n", (
+        "sections:\n  - article:\n      heading: For Dudley only\n      body: Dudley colleagues only.\n"
+        "      audience: [dudley]\n"), 1).replace("status: approved", "status: draft"), encoding="utf-8")
+    with Server() as server:
+        settings = config(tmp_path, server.url)
+        result = run("proof", str(draft), "--to", "editor@wmchildrensservices.org.uk", "--to",
+                     "colleague@wmchildrensservices.org.uk", "--config", str(settings))
+        assert result.returncode == 0, result.stderr
+        one = run("proof", str(draft), "--to", "editor@wmchildrensservices.org.uk", "--authority", "walsall",
+                  "--config", str(settings))
+        assert one.returncode == 0, one.stderr
+    arrivals = server.handler.arrivals
+    # Two different variants (Dudley's, everyone else's) to two people, then Walsall's to one.
+    assert sorted(a.recipient for a in arrivals) == sorted(["editor@wmchildrensservices.org.uk"] * 3
+                                                           + ["colleague@wmchildrensservices.org.uk"] * 2)
+    assert all(a.message["Subject"].startswith("[PROOF] Regional Update") for a in arrivals)
+    dudley = [a for a in arrivals if "Dudley colleagues only." in a.message.get_body(("plain",)).get_content()]
+    assert len(dudley) == 2
+    assert not (tmp_path / "ledger.db").exists()  # proofs never touch the ledger
