@@ -46,6 +46,8 @@ class Failure:
     reason: str
     final: str | None = None
     """The Final-Recipient, when it differs from `address` (an alias or forward)."""
+    delayed: bool = False
+    """A warning that the relay is still trying (Action: delayed): not a failure yet."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -223,7 +225,8 @@ def _dsn_failures(msg: email.message.Message) -> tuple[list[Failure], list[str]]
                 reason = diagnostic
             else:
                 reason = " ".join(x for x in (status, diagnostic or what) if x)
-            failures.append(Failure(address, kind, short(reason), final if original and final != original else None))
+            failures.append(Failure(address, kind, short(reason), final if original and final != original else None,
+                                    delayed=what == "delayed"))
     return failures, list(dict.fromkeys(actions))
 
 

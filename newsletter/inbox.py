@@ -507,6 +507,8 @@ def _sent_address(ledger: Ledger, failure: Failure) -> tuple[str, str | None]:
 
 
 def _bounce(ledger: Ledger, address: str, issue: str, failure: Failure, dry_run: bool) -> str:
+    if failure.delayed:  # the message may still arrive: counting it as a bounce could suppress a live reader
+        return f"delivery of {issue} delayed ({failure.reason}): nothing recorded, the relay is still trying"
     if dry_run:
         return f"would record a {failure.kind} bounce of {issue} ({failure.reason})"
     was_suppressed = address in ledger.suppressed()
