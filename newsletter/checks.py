@@ -369,15 +369,6 @@ def check_register_by(draft: Draft) -> Iterator[Problem]:
                                 f"on {day_label(last)}: check the dates")
 
 
-def check_session_times(draft: Draft) -> Iterator[Problem]:
-    """A session that ends before it starts."""
-    for at, event in _events(draft):
-        for k, session in enumerate(event.sessions):
-            if session.start is not None and session.end is not None and session.end < session.start:
-                yield draft.problem((*at, "sessions", k, "end"), f"this session ends at {session.end:%H:%M}, "
-                                    f"before it starts at {session.start:%H:%M}: check the times")
-
-
 # ---------------------------------------------------------------------------------------------------------
 # 3. Link text
 
@@ -594,7 +585,7 @@ def _no_email(draft: Draft, path: Path_, who: Person) -> Problem:
 
 
 CHECKS: list[Callable[[Draft], Iterator[Problem]]] = [
-    check_weekdays, check_past_sessions, check_register_by, check_session_times, check_link_text,
+    check_weekdays, check_past_sessions, check_register_by, check_link_text,
     check_image_alt, check_placeholder_text, check_placeholder_links, check_link_scheme,
     check_duplicate_headings, check_subject, check_preheader, check_plain_emails, check_contacts,
 ]

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -193,6 +194,15 @@ class Session(Strict):
     """The platform, such as Microsoft Teams or Zoom."""
     booking: Link | None = None
     """A sign-up link for this session only."""
+
+    @field_validator("end")
+    @classmethod
+    def _ends_after_start(cls, end: dt.time | None, info: ValidationInfo) -> dt.time | None:
+        start = info.data.get("start")
+        if end is not None and start is not None and end <= start:
+            raise PydanticCustomError("time", "this session ends at {end}, before it starts at {start}: check the times",
+                                      {"end": f"{end:%H:%M}", "start": f"{start:%H:%M}"})
+        return end
 
 
 class Event(Strict):

@@ -158,13 +158,6 @@ def test_registration_closing_after_the_last_session(tmp_path: Path) -> None:
     assert problem.line == line_of(text, "register_by")
 
 
-def test_session_that_ends_before_it_starts(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, EVENT.format(date="2025-10-15", start="2pm", end="11:00",
-                                                     register_by="2025-10-10"))
-    problem = only(problems, "ends at 11:00, before it starts at 14:00: check the times")
-    assert (problem.line, problem.column) == (line_of(text, "2pm"), text.splitlines()[problem.line - 1].index("11:00"))
-
-
 # 3. link text -----------------------------------------------------------------------------------------------
 
 def test_markdown_link_that_says_click_here(tmp_path: Path) -> None:

@@ -78,6 +78,8 @@ BAD = {
     "date in words": (GOOD.replace("send_on: 2025-09-19", "send_on: 19th September"), 6,
                       "write it as year-month-day"),
     "impossible time": (GOOD.replace('start: "09:30"', 'start: "25:00"'), 21, "`25:00` is not a time"),
+    "end before start": (GOOD.replace('start: "09:30", end: "11:00"', 'start: "2pm", end: "11:00"'), 21,
+                         "this session ends at 11:00, before it starts at 14:00: check the times"),
     "malformed email": (GOOD.replace("natalie.bevan@wmchildrensservices.org.uk", "natalie.bevan@"), 15,
                         "`natalie.bevan@` is not a valid email address"),
     "malformed url": (GOOD.replace('"https://example.org/seminar"', '"www.example.org/seminar"'), 22,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from content import normalise, sentences, urls
 from conftest import DRAFTS
+from content import normalise, sentences, urls
 
 from newsletter.load import load_draft
 from newsletter.model import Issue
