@@ -25,12 +25,12 @@ import urllib.parse
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
+from typing import Protocol
 
 import dkim
 
 from newsletter.config import Settings
 from newsletter.model import Issue
-from newsletter.recipients import Recipient
 from newsletter.render import PERSONAL, Rendered
 from newsletter.unsubscribe import make_token
 
@@ -54,6 +54,16 @@ _UNSTRUCTURED = re.compile(r"[!-~]+(?: [!-~]+)*")
 _DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
 _LONGEST_PLAIN_LINE = 900
 """Longer header lines go through the email package, which folds at 998."""
+
+
+class Addressee(Protocol):
+    """Who a message is for: a list's Recipient, or a ledger row when a send resumes."""
+
+    @property
+    def email(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,7 +109,7 @@ class Composer:
                       _Part("html", rendered.html, self.boundary, escape=True))
         self.closing = f"--{self.boundary}--\r\n".encode()
 
-    def compose(self, recipient: Recipient) -> Outgoing:
+    def compose(self, recipient: Addressee) -> Outgoing:
         listing = self.settings.list
         token = make_token(recipient.email, listing.id, self.secret)
         mailto = f"mailto:{listing.unsubscribe_mailto}?subject={urllib.parse.quote('unsubscribe ' + token)}"

@@ -170,7 +170,7 @@ class Job:
             self.outcome.stopped = "daily cap"
             self.stop.set()
             return
-        message = self._composer(row.authority).compose(row)  # type: ignore[arg-type]
+        message = self._composer(row.authority).compose(row)
         if self.pacer:
             await self.pacer.wait()
         if self.stop.is_set():
