@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from newsletter.errors import ConfigError
 from newsletter.model import Email, Line, Url
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
@@ -100,10 +101,6 @@ class Settings(Section):
         if required:
             raise ConfigError(f"set {SECRET_ENV} in the environment: it signs the unsubscribe links")
         return OUTBOX_SECRET
-
-
-class ConfigError(Exception):
-    pass
 
 
 def load_settings(path: Path = Path("newsletter.toml")) -> Settings:

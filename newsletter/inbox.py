@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from newsletter.bounce import KINDS, Classified, Failure, Kind, classify, short
 from newsletter.config import IMAP_PASSWORD_ENV as PASSWORD_ENV
+from newsletter.errors import NewsletterError
 from newsletter.ledger import SOFT_BOUNCES_IN_A_ROW, Ledger
 from newsletter.transport import is_loopback
 
@@ -38,7 +39,7 @@ SOURCE = "inbox"
 """What the ledger records as the source of bounces and suppressions made here."""
 
 
-class InboxError(Exception):
+class InboxError(NewsletterError):
     """The mailbox cannot be read or changed (refused login, lost connection, ...): stop the run.
 
     Everything done before the error is recorded and moved; `report` says what that was. Running

@@ -22,6 +22,7 @@ from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
+from newsletter.errors import NewsletterError
 from newsletter.model import SECTION_KINDS, Issue
 
 MAX_BYTES = 256 * 1024
@@ -50,7 +51,7 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
 
 
-class DraftError(Exception):
+class DraftError(NewsletterError):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(map(str, problems)))
         self.problems = problems

@@ -13,11 +13,9 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from newsletter.errors import NewIssueError
+
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
-class NewIssueError(Exception):
-    pass
 
 
 @dataclasses.dataclass

@@ -20,6 +20,7 @@ import mjml
 from premailer import Premailer
 
 from newsletter import markdown
+from newsletter.errors import RenderError
 from newsletter.model import Issue, Person, Session
 from newsletter.recipients import Authority
 
@@ -33,10 +34,6 @@ COLOUR = {
 PERSONAL = {"email": "[[email]]", "unsubscribe_url": "[[unsubscribe_url]]"}
 """Per-recipient fields, as placeholders in the rendered parts."""
 GMAIL_CLIP_BYTES = 102 * 1024
-
-
-class RenderError(Exception):
-    """The templates produced MJML the renderer could not read: a bug in a template, not in a draft."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from newsletter.archive import published
 from newsletter.config import Settings
+from newsletter.errors import JobError
 from newsletter.ledger import Ledger, Row
 from newsletter.message import Composer
 from newsletter.model import Issue
@@ -27,10 +28,6 @@ from newsletter.transport import Result, Transport, is_relay
 
 PACE_MARGIN = 0.99
 """Pace 1 % under the relay's rate, so network jitter never pushes a window over the limit."""
-
-
-class JobError(Exception):
-    pass
 
 
 @dataclasses.dataclass

@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 
+from newsletter.errors import SpamAssassinMissing
+
 BAD_RULES = re.compile(r"^(MISSING_\w+|MPART_ALT_DIFF\w*|HTML_IMAGE_ONLY_\w+|HTML_SHORT_LINK_IMG\w*)$")
 """Rules that mean the message is malformed, not just unlucky."""
 
@@ -25,10 +27,6 @@ class Score:
     @property
     def bad_rules(self) -> list[str]:
         return [name for name, _, _ in self.rules if BAD_RULES.match(name)]
-
-
-class SpamAssassinMissing(Exception):
-    pass
 
 
 def score(message: bytes, timeout: float = 120) -> Score:

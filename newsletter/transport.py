@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from newsletter.config import TransportSettings
+from newsletter.errors import TransportError
 from newsletter.message import Outgoing
 
 
@@ -28,10 +29,6 @@ from newsletter.message import Outgoing
 class Result:
     status: Literal["sent", "deferred", "failed"]
     reply: str
-
-
-class TransportError(Exception):
-    """The transport cannot work at all (bad URL, TLS refused, login refused): stop the job, not a recipient."""
 
 
 class Transport(ABC):

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from newsletter.errors import BadToken
+
 MAX_AGE = 400 * 24 * 3600
 """A token works for about a year and a month: long enough for last year's issue."""
-
-
-class BadToken(Exception):
-    pass
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
