@@ -1,9 +1,9 @@
 """Inbox processing: read the reply and bounce mailbox, act on what `bounce.classify` understands, leave the rest.
 
 `process(source, ledger, secret, list_id)` records bounces and unsubscribes in the ledger, then moves the
-message to the processed folder. Only messages about the newsletter are moved (a bounce or automatic
-reply that names no issue of ours and no address we sent to may be a person's own mail in a shared
-mailbox). Nothing is ever deleted. Every step is idempotent (the ledger keys bounces by address and
+message to the processed folder; a delivery warning (`delayed`) is reported and moved, never recorded.
+Only messages about the newsletter are moved (a bounce or automatic reply that names no issue of ours and
+no address we sent to may be a person's own mail in a shared mailbox). Nothing is ever deleted. Every step is idempotent (the ledger keys bounces by address and
 issue and ignores repeated suppressions), so a run stopped part-way (a dropped connection) is finished
 by running it again, and reading the same message twice changes nothing.
 
@@ -464,14 +464,15 @@ def process(source: Source, ledger: Ledger, secret: str, list_id: str, *, domain
 
 def _act(found: Classified, ledger: Ledger, list_id: str, label: str, dry_run: bool) -> tuple[list[Line], bool]:
     """Record what a message says; the lines to report and whether the message is ours to move."""
-    if found.kind in ("hard_bounce", "soft_bounce"):
+    if found.kind in ("hard_bounce", "soft_bounce", "delayed"):
         lines = []
         ours = found.issue is not None
         for failure in found.failures:
             address, last = _sent_address(ledger, failure)
             if last is None:
+                what = "delay warning" if failure.delayed else f"{failure.kind} bounce"
                 lines.append(Line(label, found.kind, failure.address,
-                                  f"{failure.kind} bounce for an address we never sent to: nothing recorded"))
+                                  f"{what} for an address we never sent to: nothing recorded"))
                 continue
             ours = True
             issue = found.issue or last

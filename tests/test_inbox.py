@@ -43,7 +43,7 @@ EXPECTED = {
     "gmail-address-not-found.eml": ("hard_bounce", ("no.such.person@mail.example.org",), "2025-09", "hard"),
     "qmail-no-mailbox.eml": ("hard_bounce", ("gone@qmail.example.org",), "2025-09", "hard"),
     "soft-mailbox-full.eml": ("soft_bounce", ("full.mailbox@soft.example.org",), "2025-09", "soft"),
-    "postfix-delayed.eml": ("soft_bounce", ("slow.server@delay.example.org",), "2025-09", "soft"),
+    "postfix-delayed.eml": ("delayed", ("slow.server@delay.example.org",), "2025-09", "soft"),
     "exim-over-quota.eml": ("soft_bounce", ("quota@exim.example.org",), "2025-09", "soft"),
     "out-of-office.eml": ("auto_reply", ("away@example.org",), "2025-09", None),
     "human-reply.eml": ("unknown", (), "2025-09", None),
@@ -56,7 +56,8 @@ HARD = {"unknown.user@postfix.example.org", "left.council@m365.example.org", "no
         "gone@qmail.example.org"}
 SOFT = {"full.mailbox@soft.example.org", "quota@exim.example.org"}
 DELAYED = "slow.server@delay.example.org"
-"""Its report says Action: delayed: classified soft, but nothing is recorded while the relay keeps trying."""
+"""Its report says Action: delayed: a warning, reported and moved, but nothing is recorded while the relay
+keeps trying."""
 
 
 # -- messages built in the test ----------------------------------------------------------------------
@@ -330,8 +331,9 @@ def test_status_codes(status: str, kind: str | None) -> None:
         assert classify(dsn("x@example.org", issue="2025-09", status=status)).kind == f"{kind}_bounce"
 
 
-def test_a_delayed_report_is_soft_and_a_delivered_one_is_not_a_bounce() -> None:
-    assert classify(dsn("x@example.org", issue="2025-09", status="5.1.1", action="delayed")).kind == "soft_bounce"
+def test_a_delayed_report_is_a_warning_and_a_delivered_one_is_not_a_bounce() -> None:
+    found = classify(dsn("x@example.org", issue="2025-09", status="5.1.1", action="delayed"))
+    assert found.kind == "delayed" and [(f.kind, f.delayed) for f in found.failures] == [("soft", True)]
     found = classify(dsn("x@example.org", issue="2025-09", status="2.0.0", action="delivered"))
     assert found.kind == "unknown" and "delivered" in found.reason
 
@@ -370,8 +372,8 @@ def test_process_a_maildir(tmp_path: Path) -> None:
     with make_ledger(tmp_path / "ledger.db") as ledger:
         report = process(MaildirSource(inbox), ledger, SECRET, LIST_ID, domain=DOMAIN)
         check_ledger_after_everything(ledger)
-    assert dict(report.counts) == {"hard_bounce": 5, "soft_bounce": 3, "unsubscribe": 1, "auto_reply": 1,
-                                   "unknown": 2}
+    assert dict(report.counts) == {"hard_bounce": 5, "soft_bounce": 2, "delayed": 1, "unsubscribe": 1,
+                                   "auto_reply": 1, "unknown": 2}
     assert (report.moved, report.left) == (len(UNDERSTOOD), len(LEFT))
     assert maildir_ids(inbox / ".Processed") == ids(UNDERSTOOD)
     assert (inbox / ".Processed" / "maildirfolder").exists()
@@ -386,8 +388,8 @@ def test_process_a_maildir(tmp_path: Path) -> None:
         "soft bounce of 2025-09 recorded (1 of 3 issues in a row)")
     assert actions[UNSUBSCRIBER] == "suppressed (unsubscribed by email); moved to Processed"
     assert "never sent to" in actions[STRANGER] and "left for a person" in actions[STRANGER]
-    assert report.summary().startswith("12 message(s) (hard bounce 5, soft bounce 3, unsubscribe 1, auto reply 1, "
-                                       "unknown 2)")
+    assert report.summary().startswith("12 message(s) (hard bounce 5, soft bounce 2, delayed 1, unsubscribe 1, "
+                                       "auto reply 1, unknown 2)")
     assert f"{len(UNDERSTOOD)} moved to Processed, {len(LEFT)} left in place" in report.summary()
     assert all(len(row) == 4 for row in report.table())
 
