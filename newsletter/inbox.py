@@ -3,9 +3,10 @@
 `process(source, ledger, secret, list_id)` records bounces and unsubscribes in the ledger, then moves the
 message to the processed folder; a delivery warning (`delayed`) is reported and moved, never recorded.
 Only messages about the newsletter are moved (a bounce or automatic reply that names no issue of ours and
-no address we sent to may be a person's own mail in a shared mailbox). Nothing is ever deleted. Every step is idempotent (the ledger keys bounces by address and
-issue and ignores repeated suppressions), so a run stopped part-way (a dropped connection) is finished
-by running it again, and reading the same message twice changes nothing.
+no address we sent to may be a person's own mail in a shared mailbox). Nothing is ever deleted. Every
+step is idempotent (the ledger keys bounces by address and issue and ignores repeated suppressions), so a
+run stopped part-way (a dropped connection) is finished by running it again, and reading the same
+message twice changes nothing.
 
 Sources: IMAP over TLS (`imaps://host`, or `imap://host` with STARTTLS; plain IMAP only to loopback), a
 Maildir (`maildir:DIR`, processed messages go to its `.Processed` subfolder) or an mbox (`mbox:FILE`,
