@@ -1,20 +1,32 @@
 """One personal message per recipient: headers, multipart/alternative parts, optional DKIM signature.
 
 The issue is rendered once per authority; a `Composer` holds that variant and makes each recipient's
-message by filling the personal fields and encoding the two parts. Headers go through the standard
-library's email package (RFC 2047 for names, CR/LF refused), except personal ones whose values are
-plain ASCII that the package would write out unchanged, which are written directly (the same bytes,
-without a parse and refold per message). The two body parts are quoted-printable encoded with
-`binascii` (C) once per variant, in pieces between the personal fields; each message encodes only its
-own field values and joins the pieces with soft line breaks, under a boundary that quoted-printable
-text cannot contain. A message is then a few joins, not a re-encoding of the whole issue.
+message by filling the personal fields and encoding the two parts.
+
+Headers are written here, not by the email package, because its parser decodes RFC 2047 encoded-words
+in the values it is given: a name such as `=?utf-8?q?Ann=0D=0AX-Injected=3A_yes?=` came out as a line
+break and a header of its own. Every value from data (names, the subject, the list name) is plain text:
+control characters become spaces, words that are plain printable ASCII are written as they are, and
+everything else, including anything that merely looks like an encoded-word, is encoded by us (RFC 2047,
+UTF-8, in the characters a phrase allows), so what any mail program decodes is the text itself. A
+display name that is not a run of atoms is a quoted-string or encoded-words, never bare specials.
+Addresses are ASCII dot-atoms (internationalised domains as IDNA A-labels). Lines are folded at 78
+characters between words and between List-Unsubscribe's <...> items; an encoded-word is at most 75
+characters, a plain word at most 77, so only an address, a Message-ID or a URL can make a line longer,
+and those are bounded well under RFC 5322's 998.
+
+The To line of an everyday name is written by a fast path (the same bytes, tested). The two body parts
+are quoted-printable encoded with `binascii` (C) once per variant, in pieces between the personal fields;
+each message encodes only its own field values and joins the pieces with soft line breaks, under a
+boundary that quoted-printable text cannot contain. A message is then a few joins, not a re-encoding of
+the whole issue.
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import dataclasses
-import email.policy
 import email.utils
 import hashlib
 import hmac
@@ -22,38 +34,52 @@ import html
 import re
 import secrets
 import urllib.parse
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from email.headerregistry import Address
-from email.message import EmailMessage
 from typing import Protocol
 
 import dkim
+from email_validator import EmailNotValidError, validate_email
 
 from newsletter.config import Settings
+from newsletter.errors import ConfigError, ListError, NewsletterError
 from newsletter.model import Issue
 from newsletter.render import PERSONAL, Rendered
 from newsletter.unsubscribe import make_token
 
-POLICY = email.policy.SMTP.clone(max_line_length=998)
-"""No folding below RFC 5322's hard limit: a folded List-Unsubscribe URL would break one-click."""
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-id", b"list-unsubscribe",
                   b"list-unsubscribe-post", b"mime-version", b"content-type"]
 FIELDS = re.compile("(" + "|".join(re.escape(marker) for marker in PERSONAL.values()) + ")")
 FIELD_NAMES = {marker: name for name, marker in PERSONAL.items()}
 QP_LINE = 76
 """RFC 2045's limit for a quoted-printable line, soft line break included."""
+HEADER_LINE = 78
+"""RFC 5322's recommended limit for a line, CRLF not counted; headers fold there where they can."""
+LONGEST_URL = 900
+"""A List-Unsubscribe item is one unbreakable token: with its header name it must stay under 998."""
 
-# Values the email package writes out exactly as given (checked against it in tests/test_bench.py): a
-# display name of atext words (quoted when it has a comma or full stop), a dot-atom address, and
-# unstructured ASCII with no encoded-word opener and no runs of spaces.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,77}")
+"""RFC 5322 atext: a word a display name can hold bare (one that contains `=?` is never written bare)."""
+_PLAIN_WORD = re.compile(r"[!-~]{1,77}")
+"""A word unstructured text (Subject) can hold as it is."""
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9'-]+(?: [A-Za-z0-9'-]+)*")
 _QUOTABLE_NAME = re.compile(r"[A-Za-z0-9'.,-]+(?: [A-Za-z0-9'.,-]+)*")
 _ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_MSG_ID = re.compile(r"<[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
-_UNSTRUCTURED = re.compile(r"[!-~]+(?: [!-~]+)*")
-_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
-_LONGEST_PLAIN_LINE = 900
-"""Longer header lines go through the email package, which folds at 998."""
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN = re.compile(r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}")
+_SELECTOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?)*")
+_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_Q = [chr(byte) if byte in _Q_SAFE else "_" if byte == 0x20 else f"={byte:02X}" for byte in range(256)]
+"""RFC 2047 Q encoding, restricted to the characters allowed in a phrase (so also safe in unstructured text)."""
+_EW_LONGEST = 75
+_EW_OVERHEAD = len("=?utf-8?q??=")
+_EW_SMALLEST = _EW_OVERHEAD + 12
+"""Room for an encoded-word holding at least one character (four UTF-8 bytes, Q-encoded)."""
+_URL_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
+"""Characters a URL keeps inside <...>: everything else (non-ASCII, <, >, quotes, spaces) is percent-encoded."""
+_MAILTO_SAFE = "@!$'()*+,;=-._~"
+"""Characters a mailto: address keeps (RFC 6068); `?`, `&`, `#` and `%` in a local part are percent-encoded."""
 
 
 class Addressee(Protocol):
@@ -89,50 +115,65 @@ class Composer:
         self.secret = secret
         self.proof = proof
         self.dkim_key = dkim_key
+        listing = settings.list
+        if not _DOT_ATOM.fullmatch(listing.id) or len(listing.id) > 200:
+            raise ConfigError(f"`[list] id` in newsletter.toml is `{_show(listing.id)}`: it must be a domain-like name"
+                              " with no spaces, like regional-update.wmchildrensservices.org.uk")
+        if not _DOMAIN.fullmatch(listing.domain):
+            raise ConfigError(f"`[list] domain` in newsletter.toml is `{_show(listing.domain)}`: it must be a domain"
+                              " name in ASCII, like wmchildrensservices.org.uk (an internationalised one as xn-- labels)")
+        if dkim_key and settings.dkim.selector and not _SELECTOR.fullmatch(settings.dkim.selector):
+            raise ConfigError(f"`[dkim] selector` in newsletter.toml is `{_show(settings.dkim.selector)}`: it must be"
+                              " letters, digits, hyphens and dots, like news2025")
+        self.one_click_base = _url(listing.unsubscribe_url.rstrip("/")) if listing.unsubscribe_url else None
+        if self.one_click_base is not None and len(self.one_click_base) > LONGEST_URL - 300:
+            raise ConfigError(f"`[list] unsubscribe_url` in newsletter.toml is {len(self.one_click_base)} characters"
+                              f" long: it must be at most {LONGEST_URL - 300}, so the link fits on one header line")
+        mailbox = _ascii_address(listing.unsubscribe_mailto, "`[list] unsubscribe_mailto` in newsletter.toml", ConfigError)
+        self.mailto = f"mailto:{urllib.parse.quote(mailbox, safe=_MAILTO_SAFE)}?subject="
+        self.sender = _ascii_address(listing.bounce_to, "`[list] bounce_to` in newsletter.toml", ConfigError)
         self.subject = f"[PROOF] {issue.subject}" if proof else issue.subject
         # "=_" never occurs in quoted-printable output, so no part can end the multipart early.
         self.boundary = f"=_{secrets.token_hex(12)}"
         # Headers that are the same for every recipient are encoded once.
-        self.head = _headers(
-            ("From", Address(display_name=issue.sender.name, addr_spec=issue.sender.email)),
-            ("Subject", self.subject),
-            *([("Reply-To", issue.reply_to)] if issue.reply_to else []),
-            ("List-Id", f"{settings.list.name} <{settings.list.id}>"),
-        )
-        self.tail = _headers(
-            ("Auto-Submitted", "auto-generated"),
-            ("MIME-Version", "1.0"),
-            ("Content-Type", f'multipart/alternative; boundary="{self.boundary}"'),
-        )
-        self.one_click_header = _headers(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        reply_to = _ascii_address(issue.reply_to, "the draft's `reply_to`", ConfigError) if issue.reply_to else None
+        from_address = _ascii_address(issue.sender.email, "the draft's `from` email", ConfigError)
+        self.head = b"".join([
+            _mailbox("From", issue.sender.name, from_address),
+            _header("Subject", _unstructured(self.subject)),
+            *([_mailbox("Reply-To", "", reply_to)] if reply_to else []),
+            _header("List-Id", [*_phrase(listing.name), f"<{listing.id}>"]),
+        ])
+        self.tail = (f"Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
+                     f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n').encode()
+        self.one_click_header = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         self.parts = (_Part("plain", rendered.text, self.boundary, escape=False),
                       _Part("html", rendered.html, self.boundary, escape=True))
         self.closing = f"--{self.boundary}--\r\n".encode()
 
     def compose(self, recipient: Addressee) -> Outgoing:
         listing = self.settings.list
-        token = make_token(recipient.email, listing.id, self.secret)
-        mailto = f"mailto:{listing.unsubscribe_mailto}?subject={urllib.parse.quote('unsubscribe ' + token)}"
-        one_click = f"{listing.unsubscribe_url.rstrip('/')}/{token}" if listing.unsubscribe_url else None
-        message_id = self._message_id(recipient.email)
+        address = recipient.email if _ADDRESS.fullmatch(recipient.email) else _ascii_address(recipient.email)
+        token = make_token(address, listing.id, self.secret)
+        mailto = self.mailto + urllib.parse.quote("unsubscribe " + token, safe="-._~")
+        one_click = f"{self.one_click_base}/{urllib.parse.quote(token, safe='-._~')}" if self.one_click_base else None
+        if len(mailto) > LONGEST_URL or (one_click and len(one_click) > LONGEST_URL):
+            raise ConfigError(f"the unsubscribe links are too long for a header line (over {LONGEST_URL} characters):"
+                              " shorten `[list] unsubscribe_url` or `unsubscribe_mailto` in newsletter.toml")
+        message_id = self._message_id(address)
         date = email.utils.format_datetime(datetime.now(timezone.utc).astimezone())
-        unsubscribe = ", ".join(f"<{u}>" for u in (mailto, one_click) if u)
-        to = _plain_to(recipient.name, recipient.email)
-        if to is None:
-            to = _headers(("To", Address(display_name=recipient.name, addr_spec=recipient.email)))
-        personal = _plain_headers(date, message_id, unsubscribe)
-        if personal is None:
-            personal = _headers(("Date", date), ("Message-ID", message_id), ("List-Unsubscribe", unsubscribe))
-        personal = to + personal + (self.one_click_header if one_click else b"")
-        fields = {"email": recipient.email, "unsubscribe_url": one_click or mailto}
+        to = _plain_to(recipient.name, address) or _mailbox("To", recipient.name, address)
+        unsubscribe = [f"<{mailto}>,", f"<{one_click}>"] if one_click else [f"<{mailto}>"]
+        personal = b"".join([to, f"Date: {date}\r\nMessage-ID: {message_id}\r\n".encode(),
+                             _header("List-Unsubscribe", unsubscribe), self.one_click_header if one_click else b""])
+        fields = {"email": address, "unsubscribe_url": one_click or mailto}
         data = b"".join([self.head, personal, self.tail, b"\r\n", *self.parts[0].encode(fields),
                          *self.parts[1].encode(fields), self.closing])
         if self.dkim_key and self.settings.dkim.selector:
             signed = [h for h in SIGNED_HEADERS if h != b"reply-to" or self.issue.reply_to]
             data = dkim.sign(data, self.settings.dkim.selector.encode(), listing.domain.encode(), self.dkim_key,
                              include_headers=signed) + data
-        return Outgoing(sender=listing.bounce_to, recipient=recipient.email, data=data, message_id=message_id,
-                        crlf=True)
+        return Outgoing(sender=self.sender, recipient=address, data=data, message_id=message_id, crlf=True)
 
     def _message_id(self, address: str) -> str:
         """The same ID for the same issue and person, so a rare repeat after a crash is one mail in most clients."""
@@ -142,17 +183,120 @@ class Composer:
         return f"<{self.issue.issue}.{digest.hexdigest()[:24]}@{self.settings.list.domain}>"
 
 
-def _headers(*pairs: tuple[str, object]) -> bytes:
-    """Encoded header lines; the email package refuses CR/LF in values, so data cannot add a header."""
-    head = EmailMessage(policy=POLICY)
-    for name, value in pairs:
-        head[name] = value
-    return b"".join(POLICY.fold_binary(name, value) for name, value in head.items())
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Encode:
+    """Text a header holds as RFC 2047 encoded-words."""
+
+    text: str
+
+
+def _text(value: str) -> str:
+    """A header value from data as one line of plain text: control characters (CR and LF among them) are
+    spaces, runs of white space one space."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def _header(name: str, tokens: Iterable[str | _Encode]) -> bytes:
+    """`Name: token token ...` folded before any token that would take a line past 78 characters.
+
+    Plain tokens are at most 77 characters, encoded-words at most 75 and sized to the room left on the
+    line, so only an address, a Message-ID or a URL (an unbreakable token) can make a line longer.
+    """
+    lines: list[str] = []
+    line = f"{name}:"
+    bare = True  # nothing after the colon yet: a token there is never moved to the next line
+    for token in tokens:
+        if isinstance(token, str):
+            words = [token]
+        else:
+            room = HEADER_LINE - len(line) - 1
+            words = _encoded_words(token.text, room if room >= _EW_SMALLEST else HEADER_LINE - 1)
+        for word in words:
+            if not bare and len(line) + 1 + len(word) > HEADER_LINE:
+                lines.append(line)
+                line = " " + word
+            else:
+                line = f"{line} {word}"
+            bare = False
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _encoded_words(text: str, first: int) -> list[str]:
+    """`text` as RFC 2047 encoded-words in UTF-8, Q or B encoded (whichever is shorter), the first at most
+    `first` characters long and the rest at most 75; a character is never split between two words."""
+    data = text.encode()
+    q_length = sum(len(_Q[byte]) for byte in data)
+    b = q_length > 4 * -(-len(data) // 3)
+    words: list[str] = []
+    room = min(first, _EW_LONGEST) - _EW_OVERHEAD
+    pieces: list[bytes] = []
+    used = size = 0
+    for char in text:
+        encoded = char.encode()
+        cost = 4 * -(-(size + len(encoded)) // 3) if b else used + sum(len(_Q[byte]) for byte in encoded)
+        if cost > room and pieces:
+            words.append(_encoded_word(b"".join(pieces), b))
+            room = _EW_LONGEST - _EW_OVERHEAD
+            pieces, used, size = [], 0, 0
+            cost = 4 * -(-len(encoded) // 3) if b else sum(len(_Q[byte]) for byte in encoded)
+        pieces.append(encoded)
+        used, size = cost, size + len(encoded)
+    if pieces:
+        words.append(_encoded_word(b"".join(pieces), b))
+    return words
+
+
+def _encoded_word(data: bytes, b: bool) -> str:
+    if b:
+        return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
+    return "=?utf-8?q?" + "".join(_Q[byte] for byte in data) + "?="
+
+
+def _phrase(value: str) -> list[str | _Encode]:
+    """A display name (or List-Id's phrase): atoms as they are, else one quoted-string, else encoded-words.
+
+    Text that contains `=?` is always encoded, so no mail program can decode it as an encoded-word of its own.
+    """
+    name = _text(value)
+    if not name:
+        return []
+    if "=?" not in name:
+        words = name.split(" ")
+        if all(_ATOM.fullmatch(word) for word in words):
+            return list(words)
+        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if name.isascii() and name.isprintable() and len(quoted) <= HEADER_LINE - 1:
+            return [quoted]
+    return [_Encode(name)]
+
+
+def _unstructured(value: str) -> list[str | _Encode]:
+    """Unstructured text (Subject): plain printable words as they are; runs of other words encoded."""
+    tokens: list[str | _Encode] = []
+    run: list[str] = []
+    for word in _text(value).split(" "):
+        if _PLAIN_WORD.fullmatch(word) and "=?" not in word:
+            if run:
+                tokens.append(_Encode(" ".join(run)))
+                run = []
+            tokens.append(word)
+        elif word:
+            run.append(word)
+    if run:
+        tokens.append(_Encode(" ".join(run)))
+    return tokens
+
+
+def _mailbox(name: str, display_name: str, address: str) -> bytes:
+    """A header holding one mailbox: `Name: phrase <address>`, or the bare address without a name."""
+    phrase = _phrase(display_name)
+    return _header(name, [*phrase, f"<{address}>"] if phrase else [address])
 
 
 def _plain_to(name: str, address: str) -> bytes | None:
-    """The To header written directly when the email package would write exactly these bytes (an ASCII name
-    with nothing to encode or escape, a dot-atom address); None sends it through the package."""
+    """The To header written directly when it is an everyday name (ASCII words, nothing to encode, escape or
+    fold) and address: exactly what `_mailbox` writes. None sends it through `_mailbox`."""
     if not _ADDRESS.fullmatch(address):
         return None
     if not name:
@@ -163,17 +307,32 @@ def _plain_to(name: str, address: str) -> bytes | None:
         to = f'"{name}" <{address}>'
     else:
         return None
-    return f"To: {to}\r\n".encode("ascii") if len(to) + 4 <= _LONGEST_PLAIN_LINE else None
+    return f"To: {to}\r\n".encode("ascii") if len(to) + 4 <= HEADER_LINE else None
 
 
-def _plain_headers(date: str, message_id: str, unsubscribe: str) -> bytes | None:
-    """Date, Message-ID and List-Unsubscribe written directly when the email package would write exactly these
-    bytes (plain ASCII, nothing to encode or fold); None sends them through the package."""
-    if not (_DATE.fullmatch(date) and _MSG_ID.fullmatch(message_id) and _UNSTRUCTURED.fullmatch(unsubscribe)
-            and "=?" not in unsubscribe and len(unsubscribe) + 18 <= _LONGEST_PLAIN_LINE
-            and len(message_id) + 12 <= _LONGEST_PLAIN_LINE):
-        return None
-    return f"Date: {date}\r\nMessage-ID: {message_id}\r\nList-Unsubscribe: {unsubscribe}\r\n".encode("ascii")
+def _ascii_address(value: str, what: str = "a recipient's address", error: type[NewsletterError] = ListError) -> str:
+    """An address as SMTP without SMTPUTF8 carries it: a dot-atom, the domain in IDNA A-labels.
+
+    Lists, drafts and settings are normalised when they are read, so this only converts what was stored
+    before they were (a ledger row with an internationalised domain) and refuses what cannot be sent.
+    """
+    if _ADDRESS.fullmatch(value):
+        return value
+    try:
+        return validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
+    except EmailNotValidError as exc:
+        raise error(f"`{_show(value)}` ({what}) cannot be sent to: {_show(str(exc), 200)}; correct it, then run"
+                    " `newsletter recipients check` or `newsletter check`") from None
+
+
+def _url(value: str) -> str:
+    """A URL as a List-Unsubscribe item holds it: ASCII, with nothing that could end the <...>."""
+    return urllib.parse.quote(_CONTROL.sub("", value), safe=_URL_SAFE)
+
+
+def _show(value: str, longest: int = 60) -> str:
+    text = _text(value).replace("`", "'")
+    return text if len(text) <= longest else text[: longest - 1] + "…"
 
 
 class _Part:

@@ -34,7 +34,7 @@ class Strict(BaseModel):
 
 
 def _one_line(value: str) -> str:
-    if "\n" in value or "\r" in value:
+    if len(value.splitlines()) > 1:  # CR, LF and every other line break Python knows (U+2028, NEL, ...)
         raise PydanticCustomError("one_line", "this must be a single line of text")
     return value
 
@@ -47,10 +47,12 @@ Markdown = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)
 
 
 def _email(value: Any) -> str:
+    """An address as it goes into headers and the envelope: ASCII, an internationalised domain as IDNA
+    A-labels (xn--...); an address with non-ASCII before the @ is refused (it would need SMTPUTF8)."""
     if not isinstance(value, str):
         raise PydanticCustomError("email", "an email address is text like name@organisation.gov.uk")
     try:
-        return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).normalized
+        return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).ascii_email
     except EmailNotValidError as exc:
         raise PydanticCustomError(
             "email", "`{value}` is not a valid email address ({reason})", {"value": value, "reason": str(exc)}

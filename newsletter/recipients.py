@@ -4,6 +4,10 @@ Each list is a CSV file exported from Excel by an authority's contact, so readin
 Excel and people do (a BOM, Windows-1252 bytes, semicolons, stray spaces, odd headings, blank rows)
 and reports every row it cannot use with the row number Excel shows and what to do about it. A row
 is never dropped without a problem saying so, and files are streamed, never held in memory whole.
+
+Addresses are normalised as they are read (lower case, an internationalised domain as IDNA A-labels), so
+the dedupe key, the ledger, the suppression list and the envelope all hold the same ASCII form. Names are
+one line of plain text of at most LONGEST_NAME characters; message.py encodes them for the headers.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, TypeAdapter
-from ruamel.yaml import YAML
+from pydantic import BaseModel, ConfigDict, ValidationError
+from ruamel.yaml import YAML, YAMLError
 
+from newsletter.errors import ListError
 from newsletter.model import Line, Slug
 
 Severity = Literal["error", "warning", "note"]
@@ -35,10 +40,101 @@ class Authority(BaseModel):
     kind: Literal["council", "trust"]
 
 
+_AUTHORITY_EXAMPLE = "`- {slug: walsall, name: Walsall Council, kind: council}`"
+
+
 def load_authorities(path: Path) -> list[Authority]:
-    """The member organisations, in the order the file lists them."""
-    data = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
-    return TypeAdapter(list[Authority]).validate_python(data)
+    """The member organisations, in the order the file lists them.
+
+    Raises ListError with one line (the file, the line when known, what is wrong and what to do) for a
+    file that is missing, unreadable, not YAML, or has an entry that is not an authority.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ListError(f"{path}: there is no such file: it lists the member authorities, one {_AUTHORITY_EXAMPLE}"
+                        " per line; restore it, or set `recipients` in newsletter.toml to the folder that has it") from None
+    except UnicodeDecodeError as exc:
+        raise ListError(f"{path}: the file is not UTF-8 (byte {exc.start + 1} cannot be read): save it as UTF-8") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ListError(f"{path}: the file cannot be read ({reason}): check it is a file you can read") from None
+    try:
+        data = YAML(typ="rt", pure=True).load(text)  # round-trip: it knows the line of every entry
+    except YAMLError as exc:
+        raise ListError(_yaml_problem(path, text, exc)) from None
+    except RecursionError:
+        raise ListError(f"{path}: the file is nested too deeply to be an authorities list: each authority is one"
+                        f" line like {_AUTHORITY_EXAMPLE}") from None
+    if data is None:
+        raise ListError(f"{path}: the file is empty: list each member authority as {_AUTHORITY_EXAMPLE}")
+    if not isinstance(data, list):
+        raise ListError(f"{path}:1: the file should be a list of authorities, each line like {_AUTHORITY_EXAMPLE}")
+    authorities: list[Authority] = []
+    first_line: dict[str, int] = {}
+    for index, entry in enumerate(data):
+        line = _line(data, index)
+        if not isinstance(entry, dict):
+            raise ListError(f"{path}:{line}: entry {index + 1} (`{_show(str(entry))}`) is not an authority:"
+                            f" write it like {_AUTHORITY_EXAMPLE}")
+        try:
+            authority = Authority.model_validate(dict(entry))
+        except ValidationError as exc:
+            raise ListError(_authority_problem(path, entry, line, exc)) from None
+        if authority.slug in first_line:
+            raise ListError(f"{path}:{line}: the slug `{authority.slug}` is listed twice (first at line"
+                            f" {first_line[authority.slug]}): list each authority once")
+        first_line[authority.slug] = line
+        authorities.append(authority)
+    return authorities
+
+
+def _line(container: object, key: object) -> int:
+    """The 1-based line of an entry (a sequence index) or of a field's value (a mapping key) in the YAML."""
+    lc = getattr(container, "lc", None)
+    try:
+        if isinstance(container, dict):
+            return int(lc.value(key)[0]) + 1 if lc is not None else 1
+        return int(lc.item(key)[0]) + 1 if lc is not None else 1
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return int(getattr(lc, "line", 0)) + 1
+
+
+def _yaml_problem(path: Path, text: str, exc: YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context_mark", None)
+    # A structure left open is found at the end of the file; the line that opened it is the one to fix.
+    if mark is not None and context is not None and mark.line >= len(text.rstrip().splitlines()):
+        mark = context
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    return (f"{path}{line}: this is not valid YAML ({problem}): check the brackets, commas and colons on this line;"
+            f" each authority is one line like {_AUTHORITY_EXAMPLE}")
+
+
+def _authority_problem(path: Path, entry: dict, line: int, exc: ValidationError) -> str:  # type: ignore[type-arg]
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "extra_forbidden":
+        return (f"{path}:{_key_line(entry, field, line)}: `{_show(field)}` is not a field of an authority:"
+                " each has only slug, name and kind")
+    if error["type"] == "missing":
+        return f"{path}:{line}: this authority has no `{field}`: write it like {_AUTHORITY_EXAMPLE}"
+    where = f"{path}:{_line(entry, field) if field in entry else line}"
+    if field == "kind":
+        return f"{where}: `kind` is `{_show(str(entry.get('kind')))}`: it must be council or trust"
+    if field == "slug" and error["type"] == "slug":
+        return f"{where}: {error['msg']}"
+    return f"{where}: `{field}`: {error['msg'][:1].lower() + error['msg'][1:]}: write it like {_AUTHORITY_EXAMPLE}"
+
+
+def _key_line(entry: object, key: str, default: int) -> int:
+    lc = getattr(entry, "lc", None)
+    try:
+        return int(lc.key(key)[0]) + 1 if lc is not None else default
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return default
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +212,7 @@ def gather(
     lists get one copy; later copies are notes in that list's summary. Suppressed addresses
     (bounces, unsubscribes; a plain `Container` must hold them lower-cased) are skipped and
     counted. `summaries` is filled as the iterator is consumed, one entry per authority read.
-    Raises ValueError at once if `only` names an authority that does not exist, because sending
+    Raises ListError (a ValueError) at once if `only` names an authority that does not exist, because sending
     to nobody there by mistake is worse than stopping.
     """
     chosen = list(authorities)
@@ -125,7 +221,7 @@ def gather(
         unknown = sorted(wanted - {authority.slug for authority in chosen})
         if unknown:
             listed = ", ".join(f"`{slug}`" for slug in unknown)
-            raise ValueError(f"no authority is called {listed}: the slugs are in recipients/authorities.yaml")
+            raise ListError(f"no authority is called {listed}: the slugs are in recipients/authorities.yaml")
         chosen = [authority for authority in chosen if authority.slug in wanted]
     return _gather(
         Path(directory),
@@ -408,6 +504,16 @@ def _recipient(
             yield row, RowProblem(path, row, message, "warning"), False
     else:
         name = _clean(f"{cell(columns.first)} {cell(columns.last)}")
+    if len(name) > LONGEST_NAME:
+        short = _shorten(name)
+        message = (f"the name is {len(name)} characters long, more than an email header holds well ({LONGEST_NAME}),"
+                   f" so it was shortened to `{_show(short)}`: correct it in the spreadsheet and export again")
+        yield row, RowProblem(path, row, message, "warning"), False
+        name = short
+    if "=?" in name:
+        message = (f"the name `{_show(name)}` looks like an encoded email header (`=?...?=`): it will be shown"
+                   " as written, so check the spreadsheet holds the person's real name")
+        yield row, RowProblem(path, row, message, "warning"), False
 
     stray = [index for index, value in enumerate(cells) if (index >= len(columns.headings) or index in columns.unheaded) and _clean(value)]
     if stray:
@@ -476,9 +582,23 @@ def _fix(raw: str, name: str) -> str:
         return "remove `mailto:` from the start and export again"
     if raw.count("@") > 1:
         return "put one address per row and export again"
+    local = raw.rpartition("@")[0]
+    if local and not local.isascii():
+        return _NON_ASCII_LOCAL + ", correct it in the spreadsheet and export again"
     if "@" not in raw and "@" in name:
         return "the email and name columns look swapped in this row: correct it in the spreadsheet and export again"
     return "correct it in the spreadsheet and export again"
+
+
+LONGEST_NAME = 200
+"""Longer names are shortened (with a warning at their row): a name is written into the To header."""
+
+
+def _shorten(name: str) -> str:
+    """At most LONGEST_NAME characters, cut at a space when there is one in the last quarter."""
+    cut = name[:LONGEST_NAME]
+    space = cut.rfind(" ")
+    return (cut[:space] if space >= LONGEST_NAME * 3 // 4 else cut).rstrip()
 
 
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@"
@@ -487,16 +607,50 @@ _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@"
 
 
 def address(raw: str) -> str:
-    """The address as the dedupe key (lower case); EmailNotValidError when it is not one.
+    """The address as the envelope, the ledger and the suppression list hold it, and the dedupe key: lower
+    case, ASCII, an internationalised domain as IDNA A-labels (xn--...); EmailNotValidError when it is not
+    one, or when its local part is not ASCII (that needs SMTPUTF8, which is not used).
 
     The everyday shape is checked by pattern (resuming a send re-reads 100,000 rows, and the full
     validator is most of that time); anything else goes to email-validator.
     """
     at = raw.find("@")
-    if (len(raw) <= 254 and 0 < at <= 64 and _PLAIN_ADDRESS.fullmatch(raw)
+    if (len(raw) <= 254 and 0 < at <= 64 and _PLAIN_ADDRESS.fullmatch(raw) and "--" not in raw[at:]
             and raw.rsplit(".", 1)[1].lower() not in SPECIAL_USE_DOMAIN_NAMES):
         return raw.lower()
-    return validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized.lower()
+    return validate_email(raw, check_deliverability=False, allow_smtputf8=False).ascii_email.lower()
+
+
+def valid_address(raw: str) -> str:
+    """One address given by hand (`newsletter suppress add`), as `address` keys it; ListError, in one line
+    saying what to do, when it is not an address that can be sent to."""
+    text = raw.strip()
+    if not text:
+        raise ListError("no address was given: write it in full, like name@organisation.gov.uk")
+    try:
+        return address(text)
+    except EmailNotValidError as exc:
+        reason = " ".join(str(exc).rstrip(".").split())
+        reason = reason[:1].lower() + reason[1:]
+        raise ListError(f"`{_show(text)}` is not a valid email address ({_show(reason, 200)}): {_fix_one(text)}") from None
+
+
+def _fix_one(raw: str) -> str:
+    """What to do about one address typed on the command line."""
+    local = raw.rpartition("@")[0]
+    if "<" in raw or ">" in raw:
+        return "give only the address, without a name or `<` `>`"
+    if raw.lower().startswith("mailto:"):
+        return "leave out `mailto:`"
+    if raw.count("@") > 1:
+        return "give one address at a time"
+    if local and not local.isascii():
+        return _NON_ASCII_LOCAL
+    return "write it in full, like name@organisation.gov.uk"
+
+
+_NON_ASCII_LOCAL = ("letters with accents or other non-ASCII characters before the @ cannot be sent (the relay would"
+                    " need SMTPUTF8): ask the person for another address")
 
 
 def _valid(value: str) -> bool:
@@ -516,10 +670,10 @@ def _clean(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split()).strip(_INVISIBLE).strip()
 
 
-def _show(value: str) -> str:
+def _show(value: str, longest: int = 60) -> str:
     """A value as quoted in a message: one line, no backticks, not too long."""
     text = _clean(value).replace("`", "'") if value != "\t" else "tab"
-    return text if len(text) <= 60 else text[:59] + "…"
+    return text if len(text) <= longest else text[: longest - 1] + "…"
 
 
 def _listing(headings: list[str]) -> str:

@@ -1,7 +1,9 @@
 """Authority reports: who bounced or unsubscribed since the last issue, for each list's owner.
 
 Each authority's contact exports their list from their own system; a CSV of the addresses to remove
-lets them clean it at the source, so the next export does not bring the same people back.
+lets them clean it at the source, so the next export does not bring the same people back. The CSVs are
+opened in Excel, so no cell from data may start a formula (OWASP's CSV injection guidance): such a cell
+gets a leading single quote and is shown as text.
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ from pathlib import Path
 
 from newsletter.ledger import Ledger
 from newsletter.recipients import Authority
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What Excel, LibreOffice and Google Sheets read as the start of a formula (or strip before one)."""
+
+
+def neutralise(cell: str) -> str:
+    """A value as a spreadsheet cell that is text, never a formula: `=HYPERLINK(...)` becomes `'=HYPERLINK(...)`."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 @dataclasses.dataclass
@@ -48,6 +58,6 @@ def write_reports(ledger: Ledger, issue: str, authorities: dict[str, Authority],
         with path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel opens it as UTF-8
             writer = csv.writer(handle)
             writer.writerow(["email", "name", "what", "reason", "date"])
-            writer.writerows(sorted(lines))
+            writer.writerows([neutralise(cell) for cell in line] for line in sorted(lines))
         reports[slug].file = path
     return list(reports.values())

@@ -473,3 +473,119 @@ def test_the_fast_address_check_agrees_with_email_validator(raw: str) -> None:
     except EmailNotValidError:
         got = None
     assert got == expected
+
+
+IDN_ADDRESSES = ["user@bücher.example.org", "User@Bücher.Example.ORG", "a@xn--bcher-kva.example.org", "a@ドメイン.example.org",
+                 "zoë@x.example.org", "a@bücher..example.org", "a@xn--zz.example.org"]
+
+
+@pytest.mark.parametrize("raw", ODD_ADDRESSES + IDN_ADDRESSES)
+def test_addresses_are_ascii_for_the_envelope_and_the_ledger(raw: str) -> None:
+    """Internationalised domains become A-labels (what SMTP without SMTPUTF8 carries); the rest as email-validator says."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from newsletter.recipients import address
+
+    try:
+        expected = validate_email(raw, check_deliverability=False, allow_smtputf8=False).ascii_email.lower()
+    except EmailNotValidError:
+        expected = None
+    try:
+        got = address(raw)
+    except EmailNotValidError:
+        got = None
+    assert got == expected
+    assert got is None or got.isascii()
+
+
+# --- one address for the CLI (`suppress add`) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("Jo.Bloggs@Walsall.example.org", "jo.bloggs@walsall.example.org"),
+    ("  jo.bloggs@walsall.example.org ", "jo.bloggs@walsall.example.org"),
+    ("user@bücher.example.org", "user@xn--bcher-kva.example.org"),
+])
+def test_valid_address_gives_the_ascii_dedupe_key(raw: str, expected: str) -> None:
+    from newsletter.recipients import valid_address
+
+    assert valid_address(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    ("not an email", "not an email"),
+    ("", "no address"),
+    ("jo.bloggs@", "jo.bloggs@"),
+    ("Jo Bloggs <jo@walsall.example.org>", "without a name"),
+    ("mailto:jo@walsall.example.org", "mailto:"),
+    ("zoë@walsall.example.org", "before the @"),
+    ("a@b.example.org\r\nBcc: x@y.org", "not a valid email address"),
+])
+def test_valid_address_refuses_anything_else_in_one_line(raw: str, words: str) -> None:
+    from newsletter.errors import ListError
+    from newsletter.recipients import valid_address
+
+    with pytest.raises(ListError) as caught:
+        valid_address(raw)
+    message = str(caught.value)
+    assert words in message and "\n" not in message and "\r" not in message
+
+
+# --- authorities.yaml ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "words", "line"), [
+    (None, "no such file", None),
+    ("", "empty", None),
+    (b"- {slug: alpha, name: Caf\xe9, kind: council}\n", "UTF-8", None),
+    (b"[" * 5000 + b"]" * 5000, "nested too deeply", None),
+    ("- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: beta, name: Beta, kind: council\n",
+     "not valid YAML", 2),
+    ("- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: Beta Council, name: Beta, kind: council}\n",
+     "`Beta Council` is not an authority slug", 2),
+    ("- slug: alpha\n  name: Alpha Council\n  kind: council\n- slug: beta\n  name: Beta\n  kind: county\n",
+     "kind", 6),
+    ("- slug: alpha\n  name: Alpha Council\n  kind: council\n  colour: red\n", "colour", 4),
+    ("- {slug: alpha, kind: council}\n", "name", 1),
+    ("slug: alpha\nname: Alpha\n", "a list", 1),
+    ("- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: alpha, name: Alpha Again, kind: trust}\n",
+     "twice", 2),
+    ("- {slug: alpha, name: Alpha Council, kind: council}\n- just text\n", "slug", 2),
+])
+def test_authorities_file_problems_are_one_clear_line(tmp_path: Path, text: str | bytes | None, words: str,
+                                                      line: int | None) -> None:
+    from newsletter.errors import ListError
+
+    path = tmp_path / "authorities.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(ListError) as caught:
+        load_authorities(path)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert words in message, message
+    assert message.startswith(f"{path}:{line}:" if line else f"{path}:"), message
+
+
+def test_authorities_file_that_is_a_folder(tmp_path: Path) -> None:
+    from newsletter.errors import ListError
+
+    with pytest.raises(ListError, match="cannot be read"):
+        load_authorities(tmp_path)
+
+
+def test_a_long_name_is_a_warning_and_an_encoded_word_name_is_kept_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "alpha.csv"
+    path.write_text("email,name\r\namy@alpha.example.org," + "A" * 250 + "\r\n"
+                    "ben@alpha.example.org,=?utf-8?q?Ben=0D=0AX-Injected=3A_yes?=\r\n", encoding="utf-8")
+    items = list(read_list(path, "alpha"))
+    recipients = [i for i in items if isinstance(i, Recipient)]
+    problems = [i for i in items if isinstance(i, RowProblem)]
+    assert [r.email for r in recipients] == ["amy@alpha.example.org", "ben@alpha.example.org"]
+    assert len(recipients[0].name) <= 200 and recipients[0].name.startswith("A" * 150)
+    assert recipients[1].name == "=?utf-8?q?Ben=0D=0AX-Injected=3A_yes?="
+    assert where(problems) == [(2, "warning"), (3, "warning")]
+    assert "250 characters" in problems[0].message and "200" in problems[0].message
+    assert "=?" in problems[1].message and "as written" in problems[1].message

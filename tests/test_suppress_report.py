@@ -78,3 +78,34 @@ def test_report_lists_bounces_and_unsubscribes_since_the_last_issue(tmp_path: Pa
     assert cells["Dudley Metropolitan Borough Council"] == ["3", "1", "0"]
     assert cells["Coventry City Council"] == ["0", "0", "0"]
     assert "old@walsall" not in (out / "2025-09-walsall-remove.csv").read_text(encoding="utf-8-sig")
+
+
+FORMULAS = ['=HYPERLINK("http://evil.test","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1"]
+
+
+def test_report_cells_from_data_cannot_be_formulas(tmp_path: Path, authorities: dict) -> None:  # type: ignore[type-arg]
+    """OWASP CSV injection: a cell starting = + - @ tab or CR gets a leading ' so Excel shows it as text."""
+    from newsletter.report import write_reports
+
+    people = [Row(f"w{i}@walsall.example.org", name, "walsall") for i, name in enumerate(FORMULAS)]
+    people.append(Row("-lead@walsall.example.org", "Amy Lowe", "walsall"))
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        sent(ledger, "2025-07", people)
+        sent(ledger, "2025-09", people)
+        for index, row in enumerate(people):
+            ledger.bounce(row.email, "2025-09", "hard", FORMULAS[index % len(FORMULAS)], "inbox")
+        reports = write_reports(ledger, "2025-09", authorities, tmp_path / "reports")
+    (report,) = [r for r in reports if r.file is not None]
+    with report.file.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(people)
+    by_email = {row["email"]: row for row in rows}
+    for index, name in enumerate(FORMULAS):
+        row = by_email[f"w{index}@walsall.example.org"]
+        assert row["name"] == "'" + name
+        assert row["reason"] == "'" + name
+    lead = by_email["'-lead@walsall.example.org"]  # even an address: Excel would read "-lead" as a formula
+    assert lead["name"] == "Amy Lowe" and lead["what"] == "hard bounce" and lead["date"][:2] == "20"
+    for row in rows:
+        for cell in row.values():
+            assert not cell or cell[0] not in "=+-@\t\r"
