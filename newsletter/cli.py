@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -26,7 +30,8 @@ from rich.text import Text
 
 from newsletter.archive import published
 from newsletter.checks import check as check_content
-from newsletter.config import ConfigError, Settings, load_settings
+from newsletter.config import ConfigError, Settings, TransportSettings, load_settings
+from newsletter.errors import NewsletterError, OutputError
 from newsletter.ledger import Ledger
 from newsletter.load import Draft, DraftError, Problem, load_draft
 from newsletter.message import Composer
@@ -37,20 +42,44 @@ from newsletter.recipients import (
     Recipient,
     gather,
     load_authorities,
+    valid_address,
 )
 from newsletter.render import GMAIL_CLIP_BYTES, render
-from newsletter.send import Job, JobError, Outcome, exclusive, queue_recipients
-from newsletter.transport import TransportError, opener
+from newsletter.send import PACE_MARGIN, Job, Outcome, check_dkim_key, exclusive, preflight, queue_recipients
+from newsletter.transport import Result, Transport, is_relay, opener
 
 if TYPE_CHECKING:
     from newsletter.inbox import Report as InboxReport
 
-app = typer.Typer(help="The West Midlands Regional Update: check, render and send an issue.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+class App(typer.Typer):
+    """The command, with one place that turns every error a user can cause into one line and an exit code."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except NewsletterError as exc:
+            errors.print(escape(str(exc)))
+            sys.exit(exc.exit_code)
+        except sqlite3.Error as exc:
+            errors.print(escape(f"the ledger could not be used: {exc}"))
+            sys.exit(2)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            errors.print(escape(f"{exc.strerror or exc}{where}"))
+            sys.exit(2)
+        except KeyboardInterrupt:
+            errors.print("Stopped.")
+            sys.exit(130)
+
+
+app = App(help="The West Midlands Regional Update: check, render and send an issue.",
+          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 WARN_BYTES = 90 * 1024
+PROGRESS_LINE_SECONDS = 60
+"""Without a terminal (cron, systemd), a send says how far it has got this often."""
 
 Config = Annotated[Path, typer.Option("--config", help="Sending settings (TOML).")]
 
@@ -65,6 +94,27 @@ def settings_or_exit(path: Path) -> Settings:
 
 def authorities(folder: Path) -> dict[str, Authority]:
     return {a.slug: a for a in load_authorities(folder / "authorities.yaml")}
+
+
+def known_authority(slug: str, known: dict[str, Authority]) -> Authority:
+    if slug not in known:
+        errors.print(f"`{slug}` is not an authority: use one of {', '.join(known)}")
+        raise typer.Exit(2)
+    return known[slug]
+
+
+def output_folder(out: Path) -> Path:
+    """The --out folder, made if need be; one clear line when it cannot be (a file of that name, no permission)."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file: name a folder (it is made if it does not exist)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".newsletter-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    return out
 
 
 def report(problems: list[Problem]) -> None:
@@ -153,12 +203,10 @@ def render_command(
 ) -> None:
     """Write the HTML and text parts of one variant of the issue."""
     known = authorities(settings_or_exit(config).recipients)
-    if authority is not None and authority not in known:
-        errors.print(f"`{authority}` is not an authority: use one of {', '.join(known)}")
-        raise typer.Exit(2)
+    variant = known_authority(authority, known) if authority is not None else None
     issue = open_draft(draft, known).issue
-    rendered = render(issue, known[authority] if authority else None)
-    out.mkdir(parents=True, exist_ok=True)
+    rendered = render(issue, variant)
+    output_folder(out)
     (out / "email.html").write_text(rendered.html, encoding="utf-8")
     (out / "email.txt").write_text(rendered.text, encoding="utf-8")
     size = rendered.size / 1024
@@ -177,81 +225,148 @@ def send(
     rate: Annotated[Optional[float], typer.Option("--rate", help="Messages per minute the relay allows.")] = None,
     connections: Annotated[Optional[int], typer.Option("--connections", help="SMTP connections at once.")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try the failed recipients again.")] = False,
-    due: Annotated[bool, typer.Option("--due", help="Send every approved draft in drafts/ whose send date has come.")] = False,
+    due: Annotated[bool, typer.Option("--due", help="Send the approved issue in drafts/ whose send date has just come (for cron).")] = False,
+    mark_sent: Annotated[bool, typer.Option("--mark-sent", help="Record the issue as already delivered by other means; send nothing.")] = False,
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send an approved issue to every recipient once; safe to stop and run again."""
-    settings = settings_or_exit(config)
-    changes = {k: v for k, v in {"url": transport, "rate_per_minute": rate, "connections": connections}.items() if v}
-    if changes:
-        settings = settings.model_copy(update={"transport": settings.transport.model_copy(update=changes)})
+    settings = _with_overrides(settings_or_exit(config), url=transport, rate_per_minute=rate, connections=connections)
     known = authorities(settings.recipients)
     for slug in authority or []:
-        if slug not in known:
-            errors.print(f"`{slug}` is not an authority: use one of {', '.join(known)}")
-            raise typer.Exit(2)
-    if due:
-        paths = [p for p in sorted(Path("drafts").glob("*.yaml")) if _is_due(p, known)]
-        if not paths:
-            console.print("No approved draft is due today.")
-    elif drafts:
-        paths = drafts
-    else:
-        errors.print("Name the draft to send, or use --due.")
+        known_authority(slug, known)
+    if due == bool(drafts):
+        errors.print("Name the draft to send, or use --due (not both).")
         raise typer.Exit(2)
-    failed = False
-    for path in paths:
-        failed |= _send_one(open_draft(path, known).issue, known, settings, authority, retry_failed)
+    if mark_sent and (due or retry_failed):
+        errors.print("--mark-sent records a named draft as sent: use it without --due or --retry-failed.")
+        raise typer.Exit(2)
+    issues = [open_draft(path, known).issue for path in drafts or []]
+    if mark_sent:
+        with exclusive(settings.ledger), _ledger(settings) as ledger:
+            for issue in issues:
+                queue_recipients(ledger, issue, settings, list(known.values()), authority)
+                count = ledger.mark_sent(issue.issue, "marked as sent: delivered by other means")
+                console.print(f"Issue {issue.issue}: {count} reader(s) recorded as having it already; nothing was sent.")
+        return
+    for issue in issues:
+        _refuse_unapproved(issue)
+    # Everything that can be checked before anyone is queued: the secret, the transport, the DKIM key.
+    secret = settings.secret()
+    open_transport = opener(settings.transport.url, settings.transport, settings.password)
+    dkim_key = _dkim_key(settings)
+    with exclusive(settings.ledger), _ledger(settings) as ledger:
+        broken = False
+        if due:
+            issues, broken = _due_issues(known, settings, ledger)
+            if not issues:
+                raise typer.Exit(1 if broken else 0)
+        asyncio.run(preflight(open_transport))
+        failed = broken
+        for issue in issues:
+            failed |= _send_one(ledger, issue, known, settings, authority, retry_failed, open_transport, secret,
+                                dkim_key, rate_from="--rate" if rate else "newsletter.toml" if config.exists() else
+                                "the default")
     raise typer.Exit(1 if failed else 0)
 
 
-def _is_due(path: Path, known: dict[str, Authority]) -> bool:
+def _with_overrides(settings: Settings, **changes: object) -> Settings:
+    """The transport settings with the command line's values, checked like the file's (so `--rate -5` is refused)."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in changes.items() if v is not None}
+    if not given:
+        return settings
     try:
-        issue = load_draft(path, known).issue
-    except DraftError as exc:
-        report(exc.problems)
-        return False
-    return issue.status == "approved" and issue.send_on <= dt.date.today()
+        checked = TransportSettings.model_validate({**settings.transport.model_dump(), **given})
+    except ValidationError as exc:
+        names = {"url": "--transport", "rate_per_minute": "--rate", "connections": "--connections"}
+        first = exc.errors()[0]
+        raise ConfigError(f"{names.get(str(first['loc'][0]), first['loc'][0])}: {first['msg']}") from None
+    return settings.model_copy(update={"transport": checked})
 
 
-def _send_one(issue: Issue, known: dict[str, Authority], settings: Settings, only: list[str] | None,
-              retry_failed: bool) -> bool:
-    """Send one issue; True when something is left failed or unsent."""
+def _ledger(settings: Settings) -> Ledger:
+    ledger = Ledger(settings.ledger)
+    if ledger.created:
+        errors.print(f"No send history at {settings.ledger}: starting one.")
+    return ledger
+
+
+def _refuse_unapproved(issue: Issue) -> None:
     if issue.status != "approved":
         errors.print(f"Issue {issue.issue} is a draft (status: {issue.status}). When it has been approved, change "
                      "the line `status: draft` to `status: approved` in the draft and send again.")
         raise typer.Exit(1)
-    try:
-        secret = settings.secret()
-        open_transport = opener(settings.transport.url, settings.transport, settings.password)
-        dkim_key = settings.dkim.key_file.read_bytes() if settings.dkim.key_file else None
-    except (ConfigError, TransportError, OSError) as exc:
-        errors.print(escape(str(exc)))
-        raise typer.Exit(2) from None
+
+
+def _dkim_key(settings: Settings) -> bytes | None:
+    """The DKIM key, proven to sign before anyone is queued."""
+    if not settings.dkim.key_file:
+        return None
+    return check_dkim_key(settings.dkim.key_file, settings.dkim.selector, settings.list.domain)
+
+
+def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger) -> tuple[list[Issue], bool]:
+    """The one issue the unattended job should send today (or none), saying why each other candidate is not sent;
+    and whether a draft could not be read."""
+    from newsletter.send import due_issue
+
+    found, broken = [], False
+    for path in sorted(settings.drafts.glob("*.yaml")):
+        try:
+            found.append(load_draft(path, known).issue)
+        except DraftError as exc:
+            report(exc.problems)
+            errors.print(f"{path}: not read, so not sent even if it is due: fix the problems above.")
+            broken = True
+    chosen, passed_over = due_issue(found, dt.date.today(), settings.due_within_days, ledger.newest_issue())
+    for issue, why in passed_over:
+        console.print(f"Issue {issue.issue}: not sent: {why}.")
+    if chosen is None:
+        console.print("No approved issue is due today.")
+    return ([chosen] if chosen else []), broken
+
+
+def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], settings: Settings, only: list[str] | None,
+              retry_failed: bool, open_transport: Callable[[], Transport], secret: str, dkim_key: bytes | None,
+              rate_from: str) -> bool:
+    """Send one issue; True when something is left failed or unsent."""
     members = list(known.values())
+    summaries = queue_recipients(ledger, issue, settings, members, only)
+    for summary in summaries.values():
+        for problem in summary.problems:
+            errors.print(escape(str(problem)))
+    if retry_failed:
+        console.print(f"{ledger.retry_failed(issue.issue)} failed recipient(s) will be tried again.")
+    job = Job(issue, members, ledger, open_transport, settings, secret, only=only, dkim_key=dkim_key)
+    total = job.remaining()
+    if is_relay(settings.transport.url) and total:
+        per_minute = settings.transport.rate_per_minute
+        console.print(f"Issue {issue.issue}: paced at {per_minute:g} a minute ({rate_from}): about "
+                      f"{_duration(total / (per_minute * PACE_MARGIN) * 60)} for {total:,} reader(s).")
     try:
-        with exclusive(settings.ledger), Ledger(settings.ledger) as ledger:
-            summaries = queue_recipients(ledger, issue, settings, members, only)
-            for summary in summaries.values():
-                for problem in summary.problems:
-                    errors.print(escape(str(problem)))
-            if retry_failed:
-                console.print(f"{ledger.retry_failed(issue.issue)} failed recipient(s) will be tried again.")
-            job = Job(issue, members, ledger, open_transport, settings, secret, only=only, dkim_key=dkim_key)
-            outcome = _run_with_progress(job, job.remaining(), settings)
-            _print_status(ledger, issue, known)
-            if outcome.recovered:
-                console.print(f"[yellow]{outcome.recovered} message(s) were in flight when the last run stopped "
-                              "and were sent again: those people may have two copies (`newsletter status`).[/]")
-            if outcome.stopped == "daily cap":
-                console.print(f"[yellow]Stopped at the daily cap of {settings.transport.daily_cap}: run again "
-                              "tomorrow to send the rest.[/]")
-            elif outcome.stopped == "interrupted":
-                console.print("[yellow]Stopped. Run the same command again to send the rest.[/]")
-            return job.remaining() > 0 or outcome.failed > 0
-    except JobError as exc:
-        errors.print(escape(str(exc)))
-        raise typer.Exit(2) from None
+        outcome = _run_with_progress(job, total)
+    finally:
+        _print_status(ledger, issue, known)
+    if outcome.recovered:
+        console.print(f"[yellow]{outcome.recovered} message(s) were in flight when the last run stopped "
+                      "and were sent again: those people may have two copies (`newsletter status`).[/]")
+    if outcome.skipped:
+        console.print(f"{outcome.skipped} reader(s) were not sent the issue: they were suppressed (unsubscribed or "
+                      "bounced) while it was going out.")
+    if outcome.stopped == "daily cap":
+        console.print(f"[yellow]Stopped at the daily cap of {settings.transport.daily_cap}: run again "
+                      "tomorrow to send the rest.[/]")
+    elif outcome.stopped == "interrupted":
+        console.print("[yellow]Stopped. Run the same command again to send the rest.[/]")
+    return job.remaining() > 0 or outcome.failed > 0
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "under a minute"
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 class RateColumn(ProgressColumn):
@@ -259,12 +374,27 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed * 60:,.0f}/min" if task.speed else "–/min")
 
 
-def _run_with_progress(job: Job, total: int, settings: Settings) -> Outcome:
+def _run_with_progress(job: Job, total: int) -> Outcome:
+    """The job under a progress bar on a terminal, or a line a minute in a log; Ctrl-C and SIGTERM stop it."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"Sending {job.issue.issue}", total=total)
-        job.on_result = lambda row, result: progress.advance(task) if result.status != "deferred" else None
+        started = last_line = time.monotonic()
+
+        def advance(row: object, result: Result) -> None:
+            nonlocal last_line
+            if result.status == "deferred":
+                return
+            progress.advance(task)
+            now = time.monotonic()
+            if not console.is_terminal and now - last_line >= PROGRESS_LINE_SECONDS:
+                last_line = now
+                done = int(progress.tasks[0].completed)
+                left = (total - done) * (now - started) / done
+                console.print(f"{done:,} of {total:,} done, about {_duration(left)} left")
+
+        job.on_result = advance
 
         async def main() -> Outcome:
             loop = asyncio.get_running_loop()
@@ -304,16 +434,19 @@ def status(
     settings = settings_or_exit(config)
     known = authorities(settings.recipients)
     issue = open_draft(draft, known).issue
-    with Ledger(settings.ledger) as ledger:
+    with Ledger(settings.ledger, create=False) as ledger:
         _print_status(ledger, issue, known)
         uncertain = ledger.uncertain(issue.issue)
         if uncertain:
             console.print(f"[yellow]In flight when a run was killed, sent again (may have two copies):[/] "
                           f"{', '.join(uncertain)}")
         if failed:
-            for failure in ledger.failures(issue.issue):
+            failures = list(ledger.failures(issue.issue))
+            for failure in failures:
                 console.print(f"{failure.authority}\t{failure.email}\t{failure.status}\t{failure.attempts} "
                               f"attempt(s)\t{escape(failure.reply)}")
+            if not failures:
+                console.print(f"No failures for issue {issue.issue}.")
 
 
 recipients_app = typer.Typer(help="The authority recipient lists.", no_args_is_help=True)
@@ -356,6 +489,9 @@ def preview(
     """Show the issue in the browser at desktop and phone width; it reloads when the draft is saved."""
     from newsletter.preview import open_browser, serve
 
+    if not 1 <= port <= 65535:
+        errors.print(f"--port {port} is not a port: use a number from 1 to 65535, such as 8025.")
+        raise typer.Exit(2)
     def ready(url: str) -> None:
         console.print(f"Previewing {draft} at {url} (only on this computer). Save the file to update; Ctrl-C to stop.")
         if not no_browser:
@@ -382,22 +518,18 @@ def proof(
 
     settings = settings_or_exit(config)
     known = authorities(settings.recipients)
-    if authority is not None and authority not in known:
-        errors.print(f"`{authority}` is not an authority: use one of {', '.join(known)}")
-        raise typer.Exit(2)
+    if authority is not None:
+        known_authority(authority, known)
     try:
-        addresses = [validate_email(a, check_deliverability=False, allow_smtputf8=False).normalized for a in to]
+        addresses = [validate_email(a, check_deliverability=False, allow_smtputf8=False).ascii_email for a in to]
     except EmailNotValidError as exc:
         errors.print(f"Not an email address: {exc}")
         raise typer.Exit(2) from None
     issue = open_draft(draft, known).issue
     variants = [known[authority]] if authority else _distinct_variants(issue, known)
-    try:
-        open_transport = opener(settings.transport.url, settings.transport, settings.password)
-        secret = settings.secret()
-    except (ConfigError, TransportError) as exc:
-        errors.print(escape(str(exc)))
-        raise typer.Exit(2) from None
+    open_transport = opener(settings.transport.url, settings.transport, settings.password)
+    secret = settings.secret()
+    asyncio.run(preflight(open_transport))
 
     async def main() -> int:
         failures = 0
@@ -454,7 +586,10 @@ def archive(
 
     known = authorities(settings_or_exit(config).recipients)
     issues = [open_draft(path, known).issue for path in sorted(drafts.glob("*.yaml"))]
-    pages = build(issues, out)
+    if not any(issue.status == "approved" for issue in issues):
+        errors.print(f"No approved issue in {drafts}/ to publish: the archive holds approved issues only.")
+        raise typer.Exit(1)
+    pages = build(issues, output_folder(out))
     for page in pages:
         console.print(f"{out / page.folder}index.html ({len(page.files)} calendar file(s))")
     console.print(f"{out / 'index.html'}: {len(pages)} issue(s)")
@@ -469,6 +604,9 @@ def serve_command(
     """Run the one-click unsubscribe endpoint (RFC 8058) that the emails' unsubscribe links point at."""
     from newsletter.endpoint import prefix, serve
 
+    if not 1 <= port <= 65535:
+        errors.print(f"--port {port} is not a port: use a number from 1 to 65535, such as 8026.")
+        raise typer.Exit(2)
     settings = settings_or_exit(config)
     try:
         secret = settings.secret(required=True)
@@ -491,6 +629,7 @@ def suppress_add(
 ) -> None:
     """Stop sending to an address."""
     settings = settings_or_exit(config)
+    email = valid_address(email)
     with Ledger(settings.ledger) as ledger:
         if ledger.suppress(email, reason, "manual"):
             console.print(f"{email} is suppressed: {escape(reason)}")
@@ -521,7 +660,7 @@ def suppress_list(config: Config = Path("newsletter.toml")) -> None:
     table = Table(title="Suppression list")
     for heading in ("Address", "Reason", "Source", "Since"):
         table.add_column(heading)
-    with Ledger(settings.ledger) as ledger:
+    with Ledger(settings.ledger, create=False) as ledger:
         for email, reason, source, created in ledger.suppressions():
             table.add_row(email, escape(reason), source, dt.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M"))
     console.print(table)
@@ -539,8 +678,8 @@ def report_command(
     settings = settings_or_exit(config)
     known = authorities(settings.recipients)
     issue = open_draft(draft, known).issue
-    with Ledger(settings.ledger) as ledger:
-        rows = write_reports(ledger, issue.issue, known, out)
+    with Ledger(settings.ledger, create=False) as ledger:
+        rows = write_reports(ledger, issue.issue, known, output_folder(out))
     table = Table(title=f"{issue.title}, {issue.month_label}: since the last issue")
     for heading in ("Authority", "Sent", "Bounced", "Unsubscribed", "File"):
         table.add_column(heading, justify="left" if heading in ("Authority", "File") else "right")

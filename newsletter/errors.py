@@ -6,7 +6,8 @@
     ├── DraftError             a draft's problems, each with file, line, column    (load.py; exit 1)
     ├── LedgerError            newsletter.db missing, damaged, locked or unwritable
     ├── JobError               the send job cannot start or had to stop
-    ├── TransportError         the relay or outbox cannot work at all              (ConnectionError)
+    ├── TransportError         the relay or outbox cannot work at all (never an OSError: a
+    │                          transport catches those as one reader's temporary failure)
     ├── InboxError             the reply mailbox cannot be read                    (inbox.py; exit 1)
     ├── RenderError            the templates made MJML the renderer cannot read
     ├── NewIssueError          `newsletter new` cannot make the next draft          (exit 1)
@@ -57,7 +58,7 @@ class JobError(NewsletterError):
     pass
 
 
-class TransportError(NewsletterError, ConnectionError):
+class TransportError(NewsletterError):
     """The transport cannot work at all (bad URL, TLS refused, login refused): stop the job, not a recipient."""
 
 

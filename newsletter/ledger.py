@@ -18,6 +18,8 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
+from newsletter.errors import LedgerError
+
 Status = Literal["pending", "sending", "sent", "deferred", "failed"]
 STATUSES: tuple[Status, ...] = ("pending", "sending", "sent", "deferred", "failed")
 
@@ -88,12 +90,38 @@ class Failure:
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    """The send log at `path`; a missing file is a new ledger when `create`, and `created` says so.
+
+    An existing file must be a ledger: an empty, damaged or foreign file is refused (LedgerError), because
+    treating it as "nobody has anything yet" would send the issue to everyone again, suppressed readers too.
+    """
+
+    def __init__(self, path: Path, *, create: bool = True, timeout: float = 30) -> None:
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.created = not self.path.exists()
+        if self.created and not create:
+            raise LedgerError(f"no send history at {self.path}: nothing has been sent with this configuration yet "
+                              "(check `ledger` in newsletter.toml)")
+        if self.path.is_dir():
+            raise LedgerError(f"{self.path} is a folder, not a ledger: set `ledger` in newsletter.toml to a file")
+        if not self.created and self.path.stat().st_size == 0:
+            raise LedgerError(f"{self.path} is empty, so the send history is lost: restore it from a backup, or "
+                              "delete it to start again (everyone, suppressed readers too, would then be sent "
+                              "every issue again)")
+        if self.created and not self.path.parent.is_dir():
+            raise LedgerError(f"cannot create the ledger {self.path}: the folder {self.path.parent} does not exist")
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=timeout)
+            tables = {t for (t,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not self.created and "deliveries" not in tables:
+                self.db.close()
+                raise LedgerError(f"{self.path} is an SQLite database but not a newsletter ledger: point `ledger` in "
+                                  "newsletter.toml at the right file")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(_explain(self.path, exc)) from None
 
     def close(self) -> None:
         self.db.close()
@@ -171,10 +199,26 @@ class Ledger:
             (issue, *args)).fetchone()
         return when
 
-    def sending(self, issue: str, email: str, message_id: str) -> None:
+    def sending(self, issue: str, email: str, message_id: str) -> bool:
+        """Mark a row `sending` just before its hand-off; False when it is not ours to send any more.
+
+        One statement checks both that the row is still waiting (so two jobs can never hand off the same
+        row) and that the address has not been suppressed since it was queued (so a reader who
+        unsubscribes or bounces during a long paced run gets nothing more); such a row is closed as failed.
+        """
+        now = time.time()
         with self._transaction():
-            self.db.execute("UPDATE deliveries SET status = 'sending', message_id = ?, attempts = attempts + 1, "
-                            "updated = ? WHERE issue = ? AND email = ?", (message_id, time.time(), issue, email))
+            claimed = self.db.execute(
+                "UPDATE deliveries SET status = 'sending', message_id = ?, attempts = attempts + 1, updated = ? "
+                "WHERE issue = ? AND email = ? AND status IN ('pending', 'deferred') "
+                "AND email NOT IN (SELECT email FROM suppressions)", (message_id, now, issue, email)).rowcount == 1
+            if not claimed:
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'failed', updated = ?, reply = 'suppressed: ' || "
+                    "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) WHERE issue = ? AND email = ? "
+                    "AND status IN ('pending', 'deferred') AND email IN (SELECT email FROM suppressions)",
+                    (now, issue, email))
+        return claimed
 
     def finished(self, issue: str, email: str, status: Status, reply: str, next_try: float = 0) -> None:
         with self._transaction():
@@ -184,10 +228,25 @@ class Ledger:
                             (status, reply[:500], next_try, now, status, now, issue, email))
 
     def sent_since(self, since: float) -> int:
-        """Messages handed to the relay since a time, every issue: the daily cap counts these."""
-        (count,) = self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent' AND updated >= ?",
-                                   (since,)).fetchone()
+        """Messages handed to the relay since a time, every issue: the daily cap counts these (not rows
+        marked as sent by hand, which never went through it)."""
+        (count,) = self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent' AND updated >= ? "
+                                   "AND attempts > 0", (since,)).fetchone()
         return count
+
+    def mark_sent(self, issue: str, note: str) -> int:
+        """Record every waiting row of an issue as delivered by other means; returns how many."""
+        now = time.time()
+        with self._transaction():
+            return self.db.execute(
+                "UPDATE deliveries SET status = 'sent', reply = ?, sent_at = ?, updated = ? "
+                "WHERE issue = ? AND status IN ('pending', 'deferred') "
+                "AND email NOT IN (SELECT email FROM suppressions)", (note, now, now, issue)).rowcount
+
+    def newest_issue(self) -> str | None:
+        """The newest issue this ledger has started: the unattended job never sends one older than it."""
+        (newest,) = self.db.execute("SELECT max(issue) FROM deliveries").fetchone()
+        return newest
 
     # -- reporting ---------------------------------------------------------------------------------
 
@@ -311,6 +370,17 @@ class Ledger:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)
+
+
+def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """One line for what SQLite said about the ledger file, with what to do."""
+    text = str(exc)
+    if "locked" in text:
+        return f"the ledger {path} is busy (another command holds it): try again in a minute"
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return f"cannot write the ledger {path} ({text}): check the folder exists and is writable"
+    return (f"{path} is damaged or not a newsletter ledger ({text}): restore it from a backup, or point `ledger` in "
+            "newsletter.toml at the right file")
 
 
 def _only(authorities: Collection[str] | None) -> tuple[str, tuple[str, ...]]:

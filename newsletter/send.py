@@ -8,6 +8,7 @@ where it stopped, and only messages in flight at the kill can go twice (the repo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from newsletter.archive import published
 from newsletter.config import Settings
-from newsletter.errors import JobError
+from newsletter.errors import ConfigError, JobError, ListError, NewsletterError
 from newsletter.ledger import Ledger, Row
 from newsletter.message import Composer
 from newsletter.model import Issue
@@ -28,6 +29,10 @@ from newsletter.transport import Result, Transport, is_relay
 
 PACE_MARGIN = 0.99
 """Pace 1 % under the relay's rate, so network jitter never pushes a window over the limit."""
+PREFLIGHT_SECONDS = 30
+"""How long the check before a send may take (connect, TLS, login) before it counts as unreachable."""
+MAX_REFUSED_IN_A_ROW = 50
+"""Permanent refusals running that mean the relay refuses everyone (a policy, a block), not those readers."""
 
 
 @dataclasses.dataclass
@@ -36,6 +41,8 @@ class Outcome:
     deferred: int = 0
     failed: int = 0
     recovered: int = 0
+    skipped: int = 0
+    """Suppressed while the run was under way, so not sent."""
     stopped: str | None = None
     """Why the run ended early: `interrupted` or `daily cap`; None when nothing is left to try."""
 
@@ -44,30 +51,41 @@ class Pacer:
     """Evenly spaced hand-offs, never closer than the interval, even after the event loop was held up.
 
     Waiters queue on a lock and the next slot counts from the moment a hand-off was really released,
-    so a late release is never followed by a catch-up burst.
+    so a late release is never followed by a catch-up burst. A stop wakes every waiter at once.
     """
 
-    def __init__(self, per_minute: float) -> None:
+    def __init__(self, per_minute: float, stop: asyncio.Event) -> None:
         self.interval = 60.0 / (per_minute * PACE_MARGIN)
         self.next = 0.0
         self.lock = asyncio.Lock()
+        self.stop = stop
 
     async def wait(self) -> None:
         async with self.lock:
             delay = self.next - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if delay > 0 and not self.stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay)
             self.next = max(time.monotonic(), self.next) + self.interval
 
 
 @contextmanager
 def exclusive(ledger_path: Path) -> Iterator[None]:
-    """One send job per ledger at a time: two would hand the same people to the relay."""
-    with open(f"{ledger_path}.lock", "w") as handle:
+    """One send job per ledger at a time: two would hand the same people to the relay.
+
+    The lock is named by the ledger's real path, so a symlink or `./x/../newsletter.db` finds the same lock.
+    """
+    real = ledger_path.resolve()
+    try:
+        handle = open(f"{real}.lock", "w")
+    except OSError as exc:
+        raise JobError(f"cannot lock the ledger {ledger_path}: {exc.strerror or exc} (is its folder writable?)") \
+            from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise JobError(f"another send is already running on {ledger_path}") from None
+            raise JobError(f"another send is already running on {real}: wait for it to finish") from None
         yield
 
 
@@ -81,8 +99,68 @@ def queue_recipients(ledger: Ledger, issue: Issue, settings: Settings, authoriti
     return summaries
 
 
+async def preflight(open_transport: Callable[[], Transport]) -> None:
+    """Before anyone is queued: can the transport work at all (a writable outbox, a relay that lets us log in)?"""
+    async with asyncio.timeout(PREFLIGHT_SECONDS):
+        await open_transport().verify()
+
+
+def due_issue(issues: list[Issue], today: dt.date, within_days: int,
+              newest_started: str | None) -> tuple[Issue | None, list[tuple[Issue, str]]]:
+    """The issue the unattended job sends today, if any, and why each other approved, past-dated one is not.
+
+    Due means approved, its send date come, and no more than `within_days` ago: a new deployment whose
+    drafts/ holds last year's approved issues must not mail them. An issue older than one this ledger has
+    already started is never due (an October draft found after November went out). Of several due, only
+    the newest goes. Naming a draft sends it whatever this says.
+    """
+    due: list[Issue] = []
+    passed_over: list[tuple[Issue, str]] = []
+    for issue in sorted(issues, key=lambda i: i.issue):
+        if issue.status != "approved" or issue.send_on > today:
+            continue
+        age = (today - issue.send_on).days
+        if age > within_days:
+            passed_over.append((issue, f"its send date was {age} days ago (more than due_within_days = "
+                                       f"{within_days}); send it by name if you mean it"))
+        elif newest_started is not None and issue.issue < newest_started:
+            passed_over.append((issue, f"issue {newest_started} has already gone out and this one is older; "
+                                       "send it by name if you mean it"))
+        else:
+            due.append(issue)
+    for issue in due[:-1]:
+        passed_over.append((issue, f"issue {due[-1].issue} is due too and is newer; send this one by name if you "
+                                   "mean it"))
+    return (due[-1] if due else None), passed_over
+
+
+def check_dkim_key(key_file: Path, selector: str | None, domain: str) -> bytes:
+    """The DKIM key, proven to sign: a file that is not a key must stop the run before anyone is queued."""
+    import dkim
+
+    if not selector:
+        raise ConfigError("[dkim] key_file is set but selector is not: set both in newsletter.toml, or neither")
+    try:
+        key = key_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the DKIM key {key_file}: {exc.strerror or exc}") from None
+    probe = b"From: probe@" + domain.encode() + b"\r\nSubject: probe\r\n\r\nprobe\r\n"
+    try:
+        dkim.sign(probe, selector.encode(), domain.encode(), key, include_headers=[b"from", b"subject"])
+    except Exception as exc:  # dkimpy raises several unrelated types for a bad key
+        raise ConfigError(f"the DKIM key {key_file} cannot sign ({exc}): it must be an RSA private key in PEM "
+                          "form") from None
+    return key
+
+
 class Job:
-    """One run of sending one issue; `run` is safe to call again after any interruption."""
+    """One run of sending one issue; `run` is safe to call again after any interruption.
+
+    Failure policy: a transport's `Result` is one reader's fate and never stops the run; any exception in a
+    worker (a refused login, a full disk, a bug) is a failure for everyone: all workers stop at once, rows
+    already handed off are recorded, rows in flight stay `sending` for the next run to recover, and `run`
+    raises one error that says why. MAX_REFUSED_IN_A_ROW permanent refusals running stop it the same way.
+    """
 
     def __init__(self, issue: Issue, authorities: list[Authority], ledger: Ledger, open_transport: Callable[[], Transport],
                  settings: Settings, secret: str, *, only: Collection[str] | None = None, dkim_key: bytes | None = None,
@@ -99,13 +177,15 @@ class Job:
         self.stop = asyncio.Event()
         self.outcome = Outcome()
         self.composers: dict[str, Composer] = {}
+        self.refused_in_a_row = 0
+        self.cancelled = False
 
     async def run(self) -> Outcome:
         self.outcome.recovered = self.ledger.recover(self.issue.issue)
         relay = is_relay(self.settings.transport.url)
         cap = self.settings.transport.daily_cap if relay else None
         self.cap_left = None if cap is None else cap - self.ledger.sent_since(_start_of_day())
-        self.pacer = Pacer(self.settings.transport.rate_per_minute) if relay else None
+        self.pacer = Pacer(self.settings.transport.rate_per_minute, self.stop) if relay else None
         # Render now every variant that anyone is waiting for (a render mid-send would hold up the pacing);
         # a re-run with nothing left renders none. Rows only become due from pending or deferred ones.
         summary = self.ledger.summary(self.issue.issue)
@@ -113,17 +193,28 @@ class Job:
         for slug in self.only or self.authorities:
             if slug in waiting:
                 self._composer(slug)
-        queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self.settings.transport.connections * 2)
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.settings.transport.connections)]
+        queue: asyncio.Queue[Row] = asyncio.Queue(maxsize=self.settings.transport.connections * 2)
+        self.task = asyncio.current_task()
         try:
-            await self._produce(queue)
-        finally:
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
+            async with asyncio.TaskGroup() as group:
+                workers = [group.create_task(self._worker(queue)) for _ in range(self.settings.transport.connections)]
+                await self._produce(queue)
+                for worker in workers:  # idle now, waiting for a row that will not come
+                    worker.cancel()
+        except* NewsletterError as group:
+            raise group.exceptions[0] from None
+        except* asyncio.CancelledError:
+            if not self.cancelled:
+                raise
+        except* Exception as group:  # a bug or a broken disk: one line, never a hang
+            raise JobError(f"the send stopped: {_describe(group.exceptions[0])}") from None
         return self.outcome
 
     def interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: finish the hand-offs in flight, send nothing more; a second one stops at once."""
+        if self.stop.is_set() and not self.cancelled:
+            self.cancelled = True
+            self.task.cancel()
         self.outcome.stopped = self.outcome.stopped or "interrupted"
         self.stop.set()
 
@@ -131,7 +222,7 @@ class Job:
         return sum(n for row in self.ledger.summary(self.issue.issue).values()
                    for status, n in row.items() if status in ("pending", "deferred"))
 
-    async def _produce(self, queue: asyncio.Queue[Row | None]) -> None:
+    async def _produce(self, queue: asyncio.Queue[Row]) -> None:
         while not self.stop.is_set():
             after = ""
             while not self.stop.is_set():
@@ -147,34 +238,38 @@ class Job:
             retry_at = self.ledger.next_retry(self.issue.issue, only=self.only)
             if retry_at is None or self.stop.is_set():
                 return
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=max(retry_at - time.time(), 0) + 0.01)
-            except TimeoutError:
-                pass
 
-    async def _worker(self, queue: asyncio.Queue[Row | None]) -> None:
+    async def _worker(self, queue: asyncio.Queue[Row]) -> None:
         async with self.open_transport() as transport:
-            while (row := await queue.get()) is not None:
+            while True:
+                row = await queue.get()
                 try:
                     if not self.stop.is_set():
                         await self._hand_off(transport, row)
                 finally:
                     queue.task_done()
-            queue.task_done()
 
     async def _hand_off(self, transport: Transport, row: Row) -> None:
         if self.cap_left is not None and self.cap_left <= 0:
             self.outcome.stopped = "daily cap"
             self.stop.set()
             return
-        message = self._composer(row.authority).compose(row)
+        try:
+            message = self._composer(row.authority).compose(row)
+        except ListError as exc:  # this one reader's stored address or name cannot be written: fail them only
+            self._record(row, Result("failed", str(exc)))
+            return
         if self.pacer:
             await self.pacer.wait()
         if self.stop.is_set():
             return
+        if not self.ledger.sending(self.issue.issue, row.email, message.message_id):
+            self.outcome.skipped += 1  # suppressed since it was queued, or another job has it
+            return
         if self.cap_left is not None:
             self.cap_left -= 1
-        self.ledger.sending(self.issue.issue, row.email, message.message_id)
         result = await transport.deliver(message)
         self._record(row, result)
         if result.status != "sent" and self.cap_left is not None:
@@ -192,12 +287,23 @@ class Job:
         setattr(self.outcome, status, getattr(self.outcome, status) + 1)
         if self.on_result:
             self.on_result(row, dataclasses.replace(result, status=status, reply=reply))
+        self.refused_in_a_row = self.refused_in_a_row + 1 if result.status == "failed" else 0
+        if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW:
+            raise JobError(f"the relay refused {self.refused_in_a_row} readers in a row (the last: {reply}); "
+                           "stopped so the rest are not marked failed too. Fix the cause, then run "
+                           "`newsletter send DRAFT --retry-failed`")
 
     def _composer(self, slug: str) -> Composer:
         if slug not in self.composers:
             rendered = render(self.issue, self.authorities[slug], web=published(self.settings, self.issue))
             self.composers[slug] = Composer(self.issue, rendered, self.settings, self.secret, dkim_key=self.dkim_key)
         return self.composers[slug]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}{f' ({exc.filename})' if exc.filename else ''}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _start_of_day() -> float:

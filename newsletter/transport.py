@@ -40,6 +40,10 @@ class Transport(ABC):
         """Get ready before the first message, so pacing measures hand-offs, not handshakes."""
         return None
 
+    async def verify(self) -> None:
+        """Prove the transport can work at all before anyone is queued; TransportError says why not."""
+        await self.open()
+
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
@@ -54,11 +58,24 @@ class Outbox(Transport):
     """A Maildir: each message lands in `new/` by an atomic rename, readable by any mail program."""
 
     def __init__(self, directory: Path) -> None:
-        self.box = mailbox.Maildir(directory, factory=None, create=True)
         self.directory = Path(directory)
+        try:
+            self.box = mailbox.Maildir(directory, factory=None, create=True)
+        except OSError as exc:
+            raise TransportError(f"cannot use the outbox {self.directory}: {exc.strerror or exc}") from None
+
+    async def verify(self) -> None:
+        """A probe message written and removed: a read-only or full disk shows now, not mid-run."""
+        try:
+            self.box.remove(self.box.add(b"Subject: probe\r\n\r\nnewsletter checks it can write here\r\n"))
+        except OSError as exc:
+            raise TransportError(f"cannot write to the outbox {self.directory}: {exc.strerror or exc}") from None
 
     async def deliver(self, message: Outgoing) -> Result:
-        key = self.box.add(message.data)
+        try:
+            key = self.box.add(message.data)
+        except OSError as exc:  # a full disk or a lost folder fails every reader alike: stop the job
+            raise TransportError(f"cannot write to the outbox {self.directory}: {exc.strerror or exc}") from None
         return Result("sent", f"250 saved to {self.directory / 'new' / key}")
 
 
@@ -71,7 +88,13 @@ class Smtp(Transport):
             raise TransportError(f"`{url}` is not a relay address: use smtp://host:587 or smtps://host:465")
         self.host = parts.hostname
         self.implicit_tls = parts.scheme == "smtps"
-        self.port = parts.port or (465 if self.implicit_tls else 587)
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0 or port is None and parts.netloc.endswith(":"):
+            raise TransportError(f"`{url}` has no valid port: use a number from 1 to 65535, like smtp://host:587")
+        self.port = port or (465 if self.implicit_tls else 587)
         self.username = settings.username or (unquote(parts.username) if parts.username else None)
         self.password = password
         if self.username and not password:
@@ -104,15 +127,32 @@ class Smtp(Transport):
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             self.client = None  # the first delivery tries again and records why it failed
 
+    async def verify(self) -> None:
+        """Connect and log in once: a wrong password or an unreachable relay ends the run before it starts."""
+        try:
+            client = await self._connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransportError(f"cannot reach the relay {self.host}:{self.port}: {_reason(exc)}") from None
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+
     async def deliver(self, message: Outgoing) -> Result:
         try:
             if self.client is None or not self.client.is_connected:
                 self.client = await self._connect()
             reply = await self._send(self.client, message)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if 500 <= exc.code < 600:  # the relay will not take mail from us at all: every reader would fail
+                raise TransportError(f"the relay refused our sender {exc.sender}: {exc.code} {exc.message}") from None
+            return _refused(exc.code, exc.message)
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # the server is closing this connection
                 await self._drop()
             return _refused(exc.code, exc.message)
+        except ValueError as exc:  # this reader's address cannot go on a command line (UnicodeError too)
+            return Result("failed", f"the address cannot be sent to this relay: {exc}")
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError,
                 aiosmtplib.SMTPConnectTimeoutError, aiosmtplib.SMTPReadTimeoutError, OSError, TimeoutError) as exc:
             await self._drop()
@@ -202,6 +242,12 @@ def _wire(data: bytes, crlf: bool = False) -> tuple[bytes, int]:
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed
     return stuffed + b".\r\n", len(data)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{exc.code} {exc.message}"
+    return str(exc) or type(exc).__name__
 
 
 def _refused(code: int, message: str) -> Result:

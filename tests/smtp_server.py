@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 @dataclass
@@ -86,12 +87,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Logins:
+    """An authenticator that accepts the first `accept` logins and refuses every one after (535)."""
+
+    def __init__(self, accept: int) -> None:
+        self.accept = accept
+        self.tried = 0
+
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+        self.tried += 1
+        return AuthResult(success=self.tried <= self.accept, handled=False)
+
+
 class Server:
-    def __init__(self, handler: Handler | None = None) -> None:
+    """`smtp_options` go to aiosmtpd's SMTP, e.g. `authenticator=Logins(0), auth_require_tls=False`."""
+
+    def __init__(self, handler: Handler | None = None, **smtp_options: object) -> None:
         self.handler = handler or Handler()
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     data_size_limit=10 * 1024 * 1024)
+                                     data_size_limit=10 * 1024 * 1024, **smtp_options)
 
     @property
     def url(self) -> str:

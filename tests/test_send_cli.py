@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import mailbox
@@ -129,8 +130,9 @@ def test_status_failed_lists_the_server_reply(tmp_path: Path) -> None:
 def test_send_due_sends_only_approved_drafts_whose_day_has_come(tmp_path: Path, approved: bool) -> None:
     drafts = tmp_path / "drafts"
     drafts.mkdir()
-    text = Path(SEPTEMBER).read_text(encoding="utf-8")
+    text = Path(SEPTEMBER).read_text(encoding="utf-8").replace("send_on: 2025-09-19", f"send_on: {dt.date.today()}")
     (drafts / "2025-09.yaml").write_text(text if approved else text.replace("approved", "draft"), encoding="utf-8")
+    text = Path(SEPTEMBER).read_text(encoding="utf-8")
     (drafts / "2099-01.yaml").write_text(text.replace("send_on: 2025-09-19", "send_on: 2099-01-15")
                                          .replace("issue: 2025-09", "issue: 2099-01"), encoding="utf-8")
     outbox = tmp_path / "outbox"
@@ -141,7 +143,7 @@ def test_send_due_sends_only_approved_drafts_whose_day_has_come(tmp_path: Path, 
         assert len(sent) == len(everyone())
         assert all(m["Subject"].startswith("Regional Update, September 2025") for m in sent)
     else:
-        assert not sent and "No approved draft is due" in result.stdout
+        assert not sent and "No approved issue is due today." in result.stdout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
