@@ -251,8 +251,8 @@ def send(
     for issue in issues:
         _refuse_unapproved(issue)
     # Everything that can be checked before anyone is queued: the secret, the transport, the DKIM key.
-    secret = settings.secret()
     open_transport = opener(settings.transport.url, settings.transport, settings.password)
+    secret = settings.secret()
     dkim_key = _dkim_key(settings)
     with exclusive(settings.ledger), _ledger(settings) as ledger:
         broken = False

@@ -108,6 +108,9 @@ class Ledger:
             raise LedgerError(f"{self.path} is empty, so the send history is lost: restore it from a backup, or "
                               "delete it to start again (everyone, suppressed readers too, would then be sent "
                               "every issue again)")
+        if not self.created and _header(self.path) != b"SQLite format 3\x00":
+            raise LedgerError(f"{self.path} is damaged or not a newsletter ledger (it is not an SQLite database): "
+                              "restore it from a backup, or point `ledger` in newsletter.toml at the right file")
         if self.created and not self.path.parent.is_dir():
             raise LedgerError(f"cannot create the ledger {self.path}: the folder {self.path.parent} does not exist")
         try:
@@ -370,6 +373,14 @@ class Ledger:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)
+
+
+def _header(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read(16)
+    except OSError as exc:
+        raise LedgerError(f"cannot read the ledger {path}: {exc.strerror or exc}") from None
 
 
 def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
