@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import difflib
 import signal
 import sqlite3
 import sys
@@ -73,7 +74,24 @@ class App(typer.Typer):
 
 
 app = App(help="The West Midlands Regional Update: check, render and send an issue.",
-          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+"""Plain help (no markup mode): help text is shown as written, `[inbox]` included, with no type labels."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"newsletter {version('newsletter')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """The West Midlands Regional Update: check, render and send an issue."""
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -98,7 +116,9 @@ def authorities(folder: Path) -> dict[str, Authority]:
 
 def known_authority(slug: str, known: dict[str, Authority]) -> Authority:
     if slug not in known:
-        errors.print(f"`{slug}` is not an authority: use one of {', '.join(known)}")
+        guess = difflib.get_close_matches(slug, list(known), n=1)
+        hint = f"did you mean `{guess[0]}`?" if guess else f"use one of {', '.join(known)}"
+        errors.print(f"`{slug}` is not an authority: {hint}")
         raise typer.Exit(2)
     return known[slug]
 
@@ -511,12 +531,13 @@ def proof(
     draft: Annotated[Path, typer.Argument(help="The draft to proof.")],
     to: Annotated[list[str], typer.Option("--to", help="Send the proof to this address (repeat for more).")],
     authority: Annotated[Optional[str], typer.Option("--authority", help="Only this authority's variant.")] = None,
+    transport: Annotated[Optional[str], typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")] = None,
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send "[PROOF]" copies to a few people: one per different variant, or one authority's. No ledger, no lists."""
     from email_validator import EmailNotValidError, validate_email
 
-    settings = settings_or_exit(config)
+    settings = _with_overrides(settings_or_exit(config), url=transport)
     known = authorities(settings.recipients)
     if authority is not None:
         known_authority(authority, known)

@@ -45,3 +45,18 @@ def test_render_writes_both_parts_and_prints_size(tmp_path: Path) -> None:
 def test_render_unknown_authority(tmp_path: Path) -> None:
     result = newsletter("render", str(DRAFTS[-1]), "--out", str(tmp_path), "--authority", "narnia")
     assert result.returncode == 2 and "`narnia` is not an authority" in result.stderr
+
+
+def test_version_and_plain_help() -> None:
+    from importlib.metadata import version
+
+    assert newsletter("--version").stdout.strip() == f"newsletter {version('newsletter')}"
+    main_help = newsletter("--help").stdout
+    assert "<bool>" not in main_help and "--version" in main_help
+    assert "(default: [inbox] url)" in " ".join(newsletter("inbox", "--help").stdout.split())  # not eaten as markup
+    assert "<bool>" not in newsletter("send", "--help").stdout
+
+
+def test_a_misspelt_authority_gets_a_suggestion(tmp_path: Path) -> None:
+    result = newsletter("proof", "drafts/2025-09.yaml", "--to", "me@example.org", "--authority", "walsal")
+    assert result.returncode == 2 and "did you mean `walsall`?" in result.stderr
