@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -164,6 +165,8 @@ class SectionBase(Strict):
 class Letter(SectionBase):
     kind: Literal["letter"] = "letter"
     heading: Line
+    image: Picture | None = None
+    """A picture between the heading and the body."""
     body: Markdown
     sign_off: Line = "Kind regards"
     signed: Markdown
@@ -173,18 +176,27 @@ class Letter(SectionBase):
 class Article(SectionBase):
     kind: Literal["article"] = "article"
     heading: Line
+    image: Picture | None = None
+    """A picture between the heading and the body."""
     body: Markdown
     contact: Person | None = None
     links: list[Link] = []
 
 
-class Image(SectionBase):
-    kind: Literal["image"] = "image"
+class Picture(Strict):
+    """A picture: on its own as an `image` section, or inside a letter or article (between heading and body)."""
+
     src: Url
     alt: str = Field(description="What the picture shows; an empty alt marks a decorative image.")
     caption: Line | None = None
     link: Url | None = None
+    """Where clicking the picture goes."""
     width: int | None = Field(default=None, ge=40, le=600)
+    """Its width in the email in pixels (40 to 600); absent: the full width of the column."""
+
+
+class Image(Picture, SectionBase):
+    kind: Literal["image"] = "image"
 
 
 class Session(Strict):
@@ -196,6 +208,8 @@ class Session(Strict):
     """The platform, such as Microsoft Teams or Zoom."""
     booking: Link | None = None
     """A sign-up link for this session only."""
+    note: Line | None = None
+    """A line about this session only, such as "includes a ten-minute break"."""
 
     @field_validator("end")
     @classmethod
@@ -210,7 +224,7 @@ class Session(Strict):
 class Event(Strict):
     title: Line
     cost: Line | None = None
-    """`free`, or a price such as `£25`."""
+    """`free` (shown as a FREE badge), or a price as readers should see it, such as `£25` or `£40 (members £25)`."""
     sessions: list[Session] = []
     """Empty while the date is still to be confirmed."""
     venue: Line | None = None
@@ -260,32 +274,130 @@ def _section(value: Any) -> Any:
 Section = Annotated[Union[Letter, Article, Events, Image], Field(discriminator="kind"), BeforeValidator(_section)]
 
 
+ISSUE_ID = r"^\d{4}-(0[1-9]|1[0-2])(-[a-z0-9]+)*$"
+"""An issue's id: its month (2025-09), or for a special issue its month and a name (2025-04-farewell)."""
+
+
+def _issue_id(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.strftime("%Y-%m")
+    if isinstance(value, str) and re.match(ISSUE_ID, value.strip()):
+        return value.strip()
+    raise PydanticCustomError(
+        "issue_id",
+        "`{value}` is not an issue: write its month, like 2025-09, or for a special issue its month and a name "
+        "in lower-case words joined by hyphens, like 2025-04-farewell", {"value": value},
+    )
+
+
+IssueId = Annotated[str, BeforeValidator(_issue_id), Field(json_schema_extra={"pattern": ISSUE_ID})]
+
+_FILE = re.compile(r"^(?!/)(?![A-Za-z]:)[^\\\x00-\x1f]+$")
+RESERVED_FILES = {"index.html", "index.txt"}
+"""Names the web archive uses for itself beside an issue's files."""
+
+
+def _attachment_file(value: Any) -> Any:
+    """A file in the draft's folder (or below it), written with `/` between folders."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    parts = text.split("/")
+    if not _FILE.match(text) or any(part in ("", ".", "..") for part in parts):
+        raise PydanticCustomError(
+            "attachment", "`{value}` is not a file in the draft's folder: write its name, like "
+            "2025-04-dates.pdf, or a folder below the draft's and the name, like files/2025-04-dates.pdf "
+            "(with / between them, never ..)", {"value": value})
+    if parts[-1].lower() in RESERVED_FILES:
+        raise PydanticCustomError(
+            "attachment", "a file called {name} would replace the issue's own page in the web archive: "
+            "rename it", {"name": parts[-1]})
+    return text
+
+
+class Attachment(Strict):
+    """A document readers can open: published with the web archive (a file) or elsewhere (a URL).
+
+    Never attached to the email itself: it is linked from it.
+    """
+
+    title: Line
+    file: Annotated[str, BeforeValidator(_attachment_file)] | None = None
+    """A file in the draft's folder: `newsletter archive` publishes it beside the issue's page."""
+    url: Url | None = None
+    """A document already on the web."""
+
+    @model_validator(mode="after")
+    def _file_or_url(self) -> Attachment:
+        if (self.file is None) == (self.url is None):
+            raise PydanticCustomError(
+                "attachment", "{what}: `file:` for a file in the draft's folder, or `url:` for a web address",
+                {"what": "give this attachment one of them, not both" if self.file else "this attachment needs one of"})
+        return self
+
+    @property
+    def name(self) -> str | None:
+        """The file's name as published (beside the issue's page), or None for a URL."""
+        return self.file.rsplit("/", 1)[-1] if self.file else None
+
+    @property
+    def filetype(self) -> str | None:
+        """`PDF`, `DOCX` ...: the type readers are told before they open it, from the file name (or the URL's)."""
+        from urllib.parse import urlsplit
+
+        path = self.file or urlsplit(self.url or "").path
+        last = path.rsplit("/", 1)[-1]
+        ext = last.rsplit(".", 1)[-1] if "." in last else ""
+        return ext.upper() if 1 <= len(ext) <= 5 and ext.isalnum() else None
+
+
 class Issue(Strict):
     title: Line = "Regional Update"
-    issue: Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = Field(
-        description="The month of the issue, year-month, like 2025-09"
+    issue: IssueId = Field(
+        description="The month of the issue, year-month, like 2025-09; a special issue adds a name, like "
+                    "2025-04-farewell. Sending records and web archive folders are named by it."
     )
+    edition: Line | None = None
+    """What the masthead shows instead of the month, such as "Farewell edition"."""
     subject: Line
     preheader: Line | None = None
     sender: Sender = Field(alias="from")
     reply_to: Email | None = None
     send_on: Date
     status: Literal["draft", "approved"] = "draft"
+    contents: bool | None = None
+    """An "In this issue" list under the masthead: true, false, or absent for one when the issue is long."""
     sections: list[Section] = Field(min_length=1)
+    attachments: list[Attachment] = []
+    """Documents linked from the email (never attached to it): files are published with the web archive."""
 
-    @field_validator("issue", mode="before")
+    @field_validator("attachments")
     @classmethod
-    def _month_text(cls, value: Any) -> Any:
-        return value.strftime("%Y-%m") if isinstance(value, dt.date) else value
+    def _distinct_names(cls, attachments: list[Attachment]) -> list[Attachment]:
+        seen: set[str] = set()
+        for attachment in attachments:
+            if attachment.name is None:
+                continue
+            if attachment.name.lower() in seen:
+                raise PydanticCustomError(
+                    "attachment", "two attachments are files called {name}: they are published side by side, "
+                    "so give them different names", {"name": attachment.name})
+            seen.add(attachment.name.lower())
+        return attachments
 
     @property
     def month(self) -> dt.date:
-        year, month = map(int, self.issue.split("-"))
+        year, month = map(int, self.issue.split("-")[:2])
         return dt.date(year, month, 1)
 
     @property
     def month_label(self) -> str:
         return f"{calendar.month_name[self.month.month]} {self.month.year}"
+
+    @property
+    def edition_label(self) -> str:
+        """What the masthead, the page title and the archive index call this issue: `edition`, else the month."""
+        return self.edition or self.month_label
 
     def for_authority(self, slug: str | None) -> list[SectionBase]:
         """The sections one authority's readers see; None is the everyone-only variant (web archive)."""
