@@ -1,4 +1,4 @@
-"""Sending settings from `newsletter.toml`; secrets from the environment only.
+"""Sending settings from `newsletter.toml`; secrets from the environment (or, for the outbox, a private file).
 
 The file says how to send (relay, rate, list identity); who the issue is from is in each draft. A
 missing file means the embedded defaults: the local outbox, so everything runs with no relay.
@@ -7,6 +7,9 @@ missing file means the embedded defaults: the local outbox, so everything runs w
 from __future__ import annotations
 
 import os
+import secrets
+import stat
+import sys
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +22,8 @@ from newsletter.model import Email, Line, Url
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
 SECRET_ENV = "NEWSLETTER_SECRET"
-OUTBOX_SECRET = "outbox-only: not a secret, set NEWSLETTER_SECRET before sending to a relay"
-"""Signs unsubscribe tokens in outbox runs, whose messages never leave this machine."""
+SECRET_FILE = "newsletter.secret"
+"""Beside the ledger: the outbox's own random secret, made on first use when NEWSLETTER_SECRET is not set."""
 
 
 class Section(BaseModel):
@@ -92,7 +95,11 @@ class Settings(Section):
         return os.environ.get(IMAP_PASSWORD_ENV) or None
 
     def secret(self, required: bool | None = None) -> str:
-        """The key that signs unsubscribe tokens; required for anything but the outbox."""
+        """The key of the unsubscribe tokens: NEWSLETTER_SECRET, or for the outbox a random one of its own.
+
+        Never a constant: `inbox` and `serve` act on tokens, and a token checked against a published key
+        could be made by anyone. Required (the variable) for anything but the outbox.
+        """
         secret = os.environ.get(SECRET_ENV)
         if secret:
             return secret
@@ -100,14 +107,74 @@ class Settings(Section):
             required = not self.transport.url.startswith("outbox:")
         if required:
             raise ConfigError(f"set {SECRET_ENV} in the environment: it signs the unsubscribe links")
-        return OUTBOX_SECRET
+        return private_secret(self.ledger.parent / SECRET_FILE)
+
+
+def private_secret(path: Path) -> str:
+    """The secret in `path`, made (random, readable by the owner only) and announced on stderr the first time."""
+    found = _read_secret(path)
+    if found is not None:
+        return found
+    made = secrets.token_urlsafe(32)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(made + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(partial, path)  # appears whole or not at all, and never replaces one made meanwhile
+        except FileExistsError:
+            made = _read_secret(path) or made
+        else:
+            print(f"Made a secret for the unsubscribe links in {path} (readable by you only): keep it with the "
+                  f"ledger. Sending through a relay needs {SECRET_ENV} instead.", file=sys.stderr)
+        finally:
+            partial.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot make the unsubscribe secret {path} ({exc.strerror}): check that the ledger's "
+                          f"folder exists and can be written, or set {SECRET_ENV}") from None
+    return made
+
+
+def _read_secret(path: Path) -> str | None:
+    """The secret in `path` (None when there is none), refused when anyone else could read or change it."""
+    problem = f"fix or delete it, or set {SECRET_ENV}"
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path} is not a file: {problem}")
+        if info.st_mode & 0o077:
+            raise ConfigError(f"{path} can be read or changed by other users: run `chmod 600 {path}` "
+                              "(and delete it to make a new one if someone may have read it)")
+        secret = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the unsubscribe secret {path} ({exc.strerror}): {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a secret this program made: {problem}") from None
+    if len(secret) < 32:
+        raise ConfigError(f"{path} is too short to be a secret: {problem}")
+    return secret
 
 
 def load_settings(path: Path = Path("newsletter.toml")) -> Settings:
-    if not path.exists():
-        return Settings()
+    """The settings in `path`, or the defaults when there is no such file; ConfigError says what is wrong."""
     try:
-        return Settings.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8-sig")  # Notepad may start the file with a byte-order mark
+    except FileNotFoundError:
+        return Settings()
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder: give --config the settings file, such as {path / 'newsletter.toml'}") \
+            from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start + 1}): save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}): check the path and its permissions") from None
+    try:
+        return Settings.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except ValidationError as exc:
