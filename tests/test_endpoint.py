@@ -1,9 +1,17 @@
-"""The one-click unsubscribe endpoint over real HTTP (uvicorn), and the next send honouring it."""
+"""The one-click unsubscribe endpoint over real HTTP (uvicorn), and the next send honouring it.
+
+Also what a hostile or unlucky request meets: a ledger locked by a send, a body far too big.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import mailbox
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -136,3 +144,174 @@ def test_bad_tokens_get_a_plain_page_and_change_nothing(settings: Settings, kind
             assert "reader@" not in response.text and "expired" not in response.text.lower()
     with Ledger(settings.ledger) as ledger:
         assert ledger.suppressions() == []
+
+
+# -- a ledger locked by a running send -------------------------------------------------------------
+
+READER = "reader@walsall.example.org"
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+HANG_GUARD = 5.0
+"""Seconds: far above what the endpoint takes (about its 1 s busy timeout), far below the 30 s it took."""
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection holding the ledger's write lock, as a send's transaction does."""
+    Ledger(path).close()
+    hold = sqlite3.connect(path, isolation_level=None)
+    hold.execute("BEGIN EXCLUSIVE")
+    try:
+        yield hold
+    finally:
+        hold.rollback()
+        hold.close()
+
+
+def recorded(path: Path, email: str, within: float = 20) -> str | None:
+    deadline = time.monotonic() + within
+    while True:
+        with Ledger(path) as ledger:
+            reason = ledger.suppression(email)
+        if reason is not None or time.monotonic() > deadline:
+            return reason
+        time.sleep(0.05)
+
+
+def test_a_locked_ledger_answers_at_once_and_the_unsubscribe_is_recorded_when_free(settings: Settings) -> None:
+    token = make_token(READER, LIST_ID, SECRET)
+    with running(create_app(settings, SECRET, retry_every=0.1)) as server:
+        with locked(settings.ledger):
+            start = time.monotonic()
+            response = httpx.post(f"{server}/unsubscribe/{token}", data=ONE_CLICK, timeout=60)
+            took = time.monotonic() - start
+            assert took < HANG_GUARD
+            assert response.status_code == 202
+            assert "You are unsubscribed" in response.text and "few minutes" in response.text
+            assert "Subscribe again" not in httpx.get(f"{server}/unsubscribe/{token}", timeout=60).text
+            assert "You are unsubscribed" in httpx.get(f"{server}/unsubscribe/{token}", timeout=60).text
+            with Ledger(settings.ledger) as ledger:
+                assert ledger.suppression(READER) is None  # not yet: the lock is still held
+            again = httpx.post(f"{server}/unsubscribe/{token}/resubscribe", timeout=60)
+            assert again.status_code == 503 and int(again.headers["retry-after"]) > 0
+        assert recorded(settings.ledger, READER) == "unsubscribed (one-click)"
+        with Ledger(settings.ledger) as ledger:
+            assert len(ledger.suppressions()) == 1
+
+
+def test_requests_that_need_no_database_never_wait_for_one_that_does(settings: Settings) -> None:
+    token = make_token(READER, LIST_ID, SECRET)
+    with running(create_app(settings, SECRET, busy_timeout=HANG_GUARD)) as server, locked(settings.ledger):
+        posted: list[httpx.Response] = []
+        poster = threading.Thread(target=lambda: posted.append(
+            httpx.post(f"{server}/unsubscribe/{token}", data=ONE_CLICK, timeout=60)))
+        poster.start()
+        time.sleep(0.3)  # the POST is waiting for the lock
+        bad = httpx.get(f"{server}/unsubscribe/not-a-token", timeout=60)
+        assert bad.status_code == 400
+        assert poster.is_alive()  # answered while the POST still waits
+        poster.join(60)
+        assert posted[0].status_code == 202
+
+
+def test_an_unsubscribe_taken_while_locked_survives_a_restart(settings: Settings) -> None:
+    token = make_token(READER, LIST_ID, SECRET)
+    with locked(settings.ledger), running(create_app(settings, SECRET, retry_every=3600)) as server:
+        assert httpx.post(f"{server}/unsubscribe/{token}", data=ONE_CLICK, timeout=60).status_code == 202
+    with Ledger(settings.ledger) as ledger:
+        assert ledger.suppression(READER) is None
+    with running(create_app(settings, SECRET, retry_every=3600)):
+        assert recorded(settings.ledger, READER) == "unsubscribed (one-click)"  # on startup
+
+
+# -- bodies ------------------------------------------------------------------------------------------
+
+
+def status_of(server: str, head: bytes, body: Iterator[bytes]) -> int:
+    """Send a request by hand (the body from another thread, as long as the server reads it); the status."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=HANG_GUARD) as sock:
+        sock.sendall(head)
+
+        def send() -> None:
+            try:
+                for chunk in body:
+                    sock.sendall(chunk)
+            except OSError:
+                pass  # the server answered and closed: what it should do
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, "closed without an answer"
+            answer += chunk
+    return int(answer.split()[1])
+
+
+def test_a_body_over_the_limit_is_refused_with_413(server: str, settings: Settings) -> None:
+    token = make_token(READER, LIST_ID, SECRET)
+    size = 4 * 1024 * 1024
+    head = (f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {size}\r\n\r\n").encode()
+    body = (b"List-Unsubscribe=One-Click&" + b"x" * (64 * 1024 - 27) for _ in range(size // (64 * 1024)))
+    assert status_of(server, head, body) == 413
+    with Ledger(settings.ledger) as ledger:
+        assert ledger.suppressions() == []
+
+
+def test_a_huge_declared_body_is_refused_without_being_read(server: str) -> None:
+    token = make_token(READER, LIST_ID, SECRET)
+    head = f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 30}\r\n\r\n".encode()
+    assert status_of(server, head, iter([b"List-Unsubscribe=One-Click"])) == 413  # 1 GB announced, never sent
+
+
+def test_a_chunked_body_is_counted_as_it_comes(server: str) -> None:
+    token = make_token(READER, LIST_ID, SECRET)
+    head = f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    chunk = b"%x\r\n%s\r\n" % (4096, b"y" * 4096)
+    assert status_of(server, head, iter([chunk] * 16)) == 413  # 64 KB and no end: answered anyway
+
+
+def test_a_normal_one_click_body_still_works(server: str) -> None:
+    token = make_token(READER, LIST_ID, SECRET)
+    files = {"List-Unsubscribe": (None, "One-Click")}  # multipart, as some clients send it
+    assert httpx.post(f"{server}/unsubscribe/{token}", files=files).status_code == 200
+
+
+# -- the command --------------------------------------------------------------------------------------
+
+
+def test_serve_keeps_tokens_out_of_its_log_and_refuses_a_bad_port(tmp_path: Path) -> None:
+    config = tmp_path / "newsletter.toml"
+    config.write_text(f'ledger = "{tmp_path / "ledger.db"}"\nrecipients = "{ROOT / "recipients"}"\n'
+                      '[list]\nunsubscribe_url = "https://updates.example.org/unsubscribe"\n', encoding="utf-8")
+    env = {**os.environ, "NEWSLETTER_SECRET": SECRET}
+    command = [sys.executable, "-m", "newsletter", "serve", "--config", str(config)]
+
+    bad = subprocess.run([*command, "--port", "99999"], capture_output=True, text=True, timeout=60, env=env,
+                         check=False)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and "65535" in bad.stderr
+
+    port = free_port()
+    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "serve did not start"
+                time.sleep(0.1)
+        token = make_token(READER, LIST_ID, SECRET)
+        assert httpx.get(f"http://127.0.0.1:{port}/unsubscribe/{token}").status_code == 200
+        assert httpx.post(f"http://127.0.0.1:{port}/unsubscribe/{token}", data=ONE_CLICK).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/unsubscribe/{token}x?q=1").status_code == 400
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert "POST /unsubscribe/" in output  # there is an access log ...
+    assert token not in output and token[:20] not in output  # ... without the tokens
