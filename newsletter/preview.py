@@ -1,8 +1,11 @@
 """The editor's live preview: the issue at desktop and phone width, per authority, with its problems.
 
 A small HTTP server on loopback only. It serves nothing from disk: every page is made from the draft
-in memory, so no path can reach a file. Saving the draft reloads the page through server-sent events
-(watchfiles notices the save); a draft with errors shows them instead, and recovers when fixed.
+in memory, so no path can reach a file. It answers only requests addressed to it by a loopback name
+(127.0.0.1, localhost, [::1] with its port): a web page whose own name was pointed at 127.0.0.1 (DNS
+rebinding) could otherwise read the unpublished draft. Saving the draft reloads the page through
+server-sent events (watchfiles notices the save); a draft with errors shows them instead, and recovers
+when fixed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from newsletter.render import PERSONAL, TEMPLATES, Rendered, Web, render
 SAMPLE = {"email": "you@example.org", "unsubscribe_url": "#unsubscribe"}
 assert SAMPLE.keys() == PERSONAL.keys()
 CALENDAR = "/calendar/"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+"""The only names the preview answers to (in the Host header), whichever of them it listens on."""
 
 
 class State:
@@ -132,6 +137,9 @@ class Handler(BaseHTTPRequestHandler):
         return None  # the terminal is the editor's: keep it quiet
 
     def do_GET(self) -> None:  # noqa: N802
+        if not self._addressed_to_us():
+            return self._send(HTTPStatus.FORBIDDEN, "text/plain", b"this preview answers only at 127.0.0.1, "
+                              b"localhost or [::1] with its port")
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         slug = query.get("authority", [""])[0] or None
@@ -150,6 +158,12 @@ class Handler(BaseHTTPRequestHandler):
         if url.path.startswith(CALENDAR):
             return self._calendar(url.path.removeprefix(CALENDAR))
         self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
+
+    def _addressed_to_us(self) -> bool:
+        """The Host header names this server by a loopback name and its port (bare, on port 80)."""
+        port = self.server.server_address[1]
+        names = {f"{name}:{port}" for name in LOOPBACK_NAMES} | (set(LOOPBACK_NAMES) if port == 80 else set())
+        return (self.headers.get("Host") or "").strip().lower() in names
 
     def _page(self) -> None:
         state = self.server.state

@@ -116,3 +116,49 @@ def test_no_file_can_be_read_through_the_server(preview: tuple, path: str) -> No
     connection.close()
     assert response.status == 404
     assert b"root:" not in body and b"import" not in body
+
+
+def get(url: str, path: str, host: str | None) -> tuple[int, bytes]:
+    """A real request to the preview with the Host header a browser (or a rebinding page) would send."""
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.putrequest("GET", path, skip_host=host is not None)
+    if host is not None:
+        connection.putheader("Host", host)
+    connection.endheaders()
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, body
+
+
+@pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:{port}", "127.0.0.1.evil.example.com:{port}",
+                                  "localhost.evil.example.com:{port}", "127.0.0.1:1", "192.168.1.10:{port}", ""])
+@pytest.mark.parametrize("path", ["/problems.json", "/email.html", "/email.txt", "/", "/events"])
+def test_a_foreign_host_header_gets_nothing(preview: tuple, host: str, path: str) -> None:
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: it must not read the draft."""
+    url, _ = preview
+    port = url.rsplit(":", 1)[1].strip("/")
+    status, body = get(url, path, host.format(port=port))
+    assert status in (403, 421)
+    assert b"September" not in body and b"errors" not in body and b"data:" not in body
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}", "LOCALHOST:{port}"])
+def test_the_loopback_names_are_served(preview: tuple, host: str) -> None:
+    url, _ = preview
+    port = url.rsplit(":", 1)[1].strip("/")
+    status, body = get(url, "/problems.json", host.format(port=port))
+    assert status == 200 and b'"errors": []' in body
+
+
+def test_a_port_out_of_range_is_one_clear_line() -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "newsletter", "preview", str(SEPTEMBER), "--port", "99999",
+                             "--no-browser"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "65535" in result.stderr
