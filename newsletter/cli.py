@@ -29,28 +29,18 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.archive import published
-from newsletter.checks import check as check_content
 from newsletter.config import ConfigError, Settings, TransportSettings, load_settings
 from newsletter.errors import NewsletterError, OutputError
 from newsletter.ledger import Ledger
 from newsletter.load import Draft, DraftError, Problem, load_draft
-from newsletter.message import Composer
-from newsletter.model import Issue
-from newsletter.recipients import (
-    Authority,
-    ListSummary,
-    Recipient,
-    gather,
-    load_authorities,
-    valid_address,
-)
-from newsletter.render import GMAIL_CLIP_BYTES, render
-from newsletter.send import PACE_MARGIN, Job, Outcome, check_dkim_key, exclusive, preflight, queue_recipients
-from newsletter.transport import Result, Transport, is_relay, opener
+from newsletter.recipients import Authority, ListSummary, Recipient, gather, load_authorities, valid_address
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where they are used: `--help` and `check` must not load the renderer or SMTP
     from newsletter.inbox import Report as InboxReport
+    from newsletter.model import Issue
+    from newsletter.send import Job, Outcome
+    from newsletter.transport import Result, Transport
+
 
 class App(typer.Typer):
     """The command, with one place that turns every error a user can cause into one line and an exit code."""
@@ -183,6 +173,9 @@ def check(
 
 def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -> bool:
     """Print SpamAssassin's verdict on one real message of the issue; False when it looks like spam."""
+    from newsletter.archive import published
+    from newsletter.message import Composer
+    from newsletter.render import render
     from newsletter.spam import SpamAssassinMissing, score
 
     authority = next(iter(known.values()))
@@ -209,6 +202,9 @@ def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -
 
 def content_warnings(draft: Draft, known: dict[str, Authority]) -> list[Problem]:
     """The content checks, with the size of the largest variant of the HTML."""
+    from newsletter.checks import check as check_content
+    from newsletter.render import render
+
     targeted = {slug for section in draft.issue.sections for slug in section.audience or []}
     sizes = [render(draft.issue, known.get(slug)).size for slug in [None, *sorted(targeted)]]
     return check_content(draft, max(sizes))
@@ -222,6 +218,8 @@ def render_command(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Write the HTML and text parts of one variant of the issue."""
+    from newsletter.render import GMAIL_CLIP_BYTES, render
+
     known = authorities(settings_or_exit(config).recipients)
     variant = known_authority(authority, known) if authority is not None else None
     issue = open_draft(draft, known).issue
@@ -250,6 +248,9 @@ def send(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send an approved issue to every recipient once; safe to stop and run again."""
+    from newsletter.send import exclusive, preflight, queue_recipients
+    from newsletter.transport import opener
+
     settings = _with_overrides(settings_or_exit(config), url=transport, rate_per_minute=rate, connections=connections)
     known = authorities(settings.recipients)
     for slug in authority or []:
@@ -321,6 +322,8 @@ def _refuse_unapproved(issue: Issue) -> None:
 
 def _dkim_key(settings: Settings) -> bytes | None:
     """The DKIM key, proven to sign before anyone is queued."""
+    from newsletter.send import check_dkim_key
+
     if not settings.dkim.key_file:
         return None
     return check_dkim_key(settings.dkim.key_file, settings.dkim.selector, settings.list.domain)
@@ -351,6 +354,9 @@ def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], setting
               retry_failed: bool, open_transport: Callable[[], Transport], secret: str, dkim_key: bytes | None,
               rate_from: str) -> bool:
     """Send one issue; True when something is left failed or unsent."""
+    from newsletter.send import PACE_MARGIN, Job, queue_recipients
+    from newsletter.transport import is_relay
+
     members = list(known.values())
     summaries = queue_recipients(ledger, issue, settings, members, only)
     for summary in summaries.values():
@@ -536,6 +542,12 @@ def proof(
 ) -> None:
     """Send "[PROOF]" copies to a few people: one per different variant, or one authority's. No ledger, no lists."""
     from email_validator import EmailNotValidError, validate_email
+
+    from newsletter.archive import published
+    from newsletter.message import Composer
+    from newsletter.render import render
+    from newsletter.send import preflight
+    from newsletter.transport import opener
 
     settings = _with_overrides(settings_or_exit(config), url=transport)
     known = authorities(settings.recipients)

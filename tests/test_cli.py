@@ -60,3 +60,13 @@ def test_version_and_plain_help() -> None:
 def test_a_misspelt_authority_gets_a_suggestion(tmp_path: Path) -> None:
     result = newsletter("proof", "drafts/2025-09.yaml", "--to", "me@example.org", "--authority", "walsal")
     assert result.returncode == 2 and "did you mean `walsall`?" in result.stderr
+
+
+def test_the_cli_loads_no_renderer_smtp_or_web_stack_until_a_command_needs_it() -> None:
+    """`--help` and `check` must answer at once: premailer, mjml, icalendar, starlette, aiosmtplib and dkimpy
+    are imported by the commands that use them (a fact about sys.modules, not a timing)."""
+    code = ("import sys, newsletter.cli; print(' '.join(m for m in ('premailer', 'mjml', 'icalendar', 'starlette', "
+            "'aiosmtplib', 'dkim', 'uvicorn') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == ""
