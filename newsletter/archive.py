@@ -1,12 +1,15 @@
 """The web archive: a static site of every approved issue, for the email's "view in your browser" link.
 
 Each issue's page is the everyone-variant of the email rendered for the web (no personal data, no
-unsubscribe tokens), beside its calendar files; the index lists the issues newest first.
+unsubscribe tokens), beside its calendar files and its attachments (the files a draft names under
+`attachments:`, copied from the drafts folder: the email links them there, never attaches them); the
+index lists the issues newest first. A special issue (`2025-04-farewell`) has a folder of that name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import jinja2
 
 from newsletter.calendar import entries
 from newsletter.config import Settings
+from newsletter.errors import OutputError
 from newsletter.model import Issue
 from newsletter.render import TEMPLATES, Web, render
 
@@ -34,8 +38,11 @@ class Page:
     files: list[str]
 
 
-def build(issues: Iterable[Issue], out: Path) -> list[Page]:
-    """Write the site into `out`: index.html, and <month>/index.html with its .ics files."""
+def build(issues: Iterable[Issue], out: Path, *, drafts: Path = Path("drafts")) -> list[Page]:
+    """Write the site into `out`: index.html, and <issue>/index.html with its .ics files and attachments.
+
+    Attachment files are read from `drafts`, the folder of the drafts (their paths are relative to it).
+    """
     pages = []
     for issue in sorted((i for i in issues if i.status == "approved"), key=lambda i: i.issue, reverse=True):
         folder = out / issue.issue
@@ -47,6 +54,22 @@ def build(issues: Iterable[Issue], out: Path) -> list[Page]:
         for entry in entries(issue):
             (folder / entry.filename).write_bytes(entry.data)
             files.append(entry.filename)
+        for attachment in issue.attachments:
+            if attachment.file is None or attachment.name is None:
+                continue
+            source = drafts / attachment.file
+            if attachment.name in files:
+                raise OutputError(f"issue {issue.issue}: the attachment {attachment.file} has the name of a calendar "
+                                  "file of the issue: rename it")
+            try:
+                shutil.copyfile(source, folder / attachment.name)
+            except FileNotFoundError:
+                raise OutputError(f"issue {issue.issue}: the attachment {source} is not there: put the file beside "
+                                  "the draft, or correct `file:` (`newsletter check` lists every such problem)") from None
+            except OSError as exc:
+                raise OutputError(f"issue {issue.issue}: cannot publish the attachment {source}: "
+                                  f"{exc.strerror or exc}") from None
+            files.append(attachment.name)
         pages.append(Page(issue, f"{issue.issue}/", files))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined)

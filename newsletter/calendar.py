@@ -145,6 +145,8 @@ def _description(event: Event, session: Session, venue: str | None, online: str 
     if event.about:
         parts.append(to_text(event.about, width=_DESCRIPTION_WIDTH))
     details: list[str] = []
+    if session.note:
+        details.append(session.note)
     if venue and online:
         details.append(f"Also online: {online}")
     if event.register_by:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import textwrap
+from typing import Protocol
 
 import nh3
 from markdown_it import MarkdownIt
@@ -16,6 +17,8 @@ from markdown_it.token import Token
 from markupsafe import Markup
 
 WIDTH = 72
+GLUE = "\ue000"
+"""Joins a link's number to its last word while lines are wrapped (a space afterwards): `[1]` never starts a line."""
 ALLOWED_TAGS = {"p", "br", "ul", "ol", "li", "a", "strong", "em", "blockquote"}
 ALLOWED_ATTRIBUTES = {"a": {"href"}, "ol": {"start"}}
 URL_SCHEMES = {"https", "http", "mailto"}
@@ -35,8 +38,36 @@ def to_html(source: str) -> Markup:
                             link_rel=None))
 
 
-def to_text(source: str, width: int = WIDTH) -> str:
-    """Plain text: paragraphs wrapped, bullets as `•`, links as `text: URL`."""
+class Numbering(Protocol):
+    """Gives each link address a number (render.References): the text says `words [1]`, the list after it
+    `[1] https://...`."""
+
+    def mark(self, url: str) -> str: ...
+
+    def flush(self) -> str: ...
+
+
+class _Local:
+    def __init__(self) -> None:
+        self.urls: dict[str, int] = {}
+
+    def mark(self, url: str) -> str:
+        return f"{GLUE}[{self.urls.setdefault(url, len(self.urls) + 1)}]"
+
+    def flush(self) -> str:
+        return "\n".join(f"[{n}] {url.removeprefix('mailto:')}" for url, n in self.urls.items())
+
+
+def to_text(source: str, width: int = WIDTH, refs: Numbering | None = None) -> str:
+    """Plain text: paragraphs wrapped, bullets as `•`, the prose kept as written.
+
+    A link is its words and a number, `the booking form [1]`, so no sentence is ever broken by an address;
+    the addresses are listed by `refs` wherever its owner puts them (after a section of the email). Without
+    `refs` they are numbered from 1 and listed at the end of this text. A link whose words are its own
+    address stays as written (an email address bare, a web address in <...> so no full stop joins it).
+    """
+    local = refs is None
+    numbering: Numbering = _Local() if refs is None else refs
     blocks: list[str] = []
     lists: list[list[int | None]] = []  # a stack of [next number or None for bullets]
     quote = 0
@@ -62,7 +93,7 @@ def to_text(source: str, width: int = WIDTH) -> str:
             first = f"{indent}{marker} " if marker else indent
             later = " " * len(first) if lists else indent
             prefix = "> " * quote
-            text = _inline_text(token.children or [])
+            text = _inline_text(token.children or [], numbering)
             lines = [
                 line
                 for n, para_line in enumerate(text.split("\n"))
@@ -70,13 +101,15 @@ def to_text(source: str, width: int = WIDTH) -> str:
                                           subsequent_indent=later, break_long_words=False, break_on_hyphens=False)
                 or [""]
             ]
-            blocks.append("\n".join(prefix + line for line in lines))
+            blocks.append("\n".join(prefix + line.replace(GLUE, " ") for line in lines))
         elif token.type == "paragraph_close" and not token.hidden:
             blocks.append("")
+    if local:
+        blocks += ["", numbering.flush()]
     return _squeeze("\n".join(blocks))
 
 
-def _inline_text(children: list[Token]) -> str:
+def _inline_text(children: list[Token], refs: Numbering) -> str:
     out: list[str] = []
     href: list[str] = []
     link_start: list[int] = []
@@ -90,10 +123,15 @@ def _inline_text(children: list[Token]) -> str:
             link_start.append(len(out))
         elif child.type == "link_close":
             url = href.pop()
-            label = "".join(out[link_start.pop():])
+            start = link_start.pop()
+            label = "".join(out[start:])
             target = url.removeprefix("mailto:")
-            if target != label:
-                out.append(f": {target}")
+            if target == label and url.startswith("mailto:"):
+                continue  # the address is the words
+            if target == label:
+                out[start:] = [f"<{url}>"]  # RFC 3986 appendix C: the delimiters of a URL in plain text
+            else:
+                out.append(refs.mark(url))
     return "".join(out)
 
 

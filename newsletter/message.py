@@ -44,7 +44,7 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, ListError, NewsletterError
 from newsletter.model import Issue
-from newsletter.render import PERSONAL, Rendered
+from newsletter.render import PERSONAL, Rendered, short_name
 from newsletter.unsubscribe import make_token
 
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-id", b"list-unsubscribe",
@@ -57,6 +57,9 @@ HEADER_LINE = 78
 """RFC 5322's recommended limit for a line, CRLF not counted; headers fold there where they can."""
 LONGEST_URL = 900
 """A List-Unsubscribe item is one unbreakable token: with its header name it must stay under 998."""
+PROOF_READER = "proof-copy@proof.invalid"
+"""Whom a proof's unsubscribe links are for: an address that cannot exist (RFC 2606 `.invalid`), so
+following them, or a mail program's unsubscribe button, takes nobody off the list."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,77}")
@@ -132,7 +135,8 @@ class Composer:
         mailbox = _ascii_address(listing.unsubscribe_mailto, "`[list] unsubscribe_mailto` in newsletter.toml", ConfigError)
         self.mailto = f"mailto:{urllib.parse.quote(mailbox, safe=_MAILTO_SAFE)}?subject="
         self.sender = _ascii_address(listing.bounce_to, "`[list] bounce_to` in newsletter.toml", ConfigError)
-        self.subject = f"[PROOF] {issue.subject}" if proof else issue.subject
+        variant = f"[PROOF: {short_name(rendered.variant)}]" if rendered.variant else "[PROOF]"
+        self.subject = f"{variant} {issue.subject}" if proof else issue.subject
         # "=_" never occurs in quoted-printable output, so no part can end the multipart early.
         self.boundary = f"=_{secrets.token_hex(12)}"
         # Headers that are the same for every recipient are encoded once.
@@ -151,15 +155,28 @@ class Composer:
                       _Part("html", rendered.html, self.boundary, escape=True))
         self.closing = f"--{self.boundary}--\r\n".encode()
 
-    def compose(self, recipient: Addressee) -> Outgoing:
-        listing = self.settings.list
-        address = recipient.email if _ADDRESS.fullmatch(recipient.email) else _ascii_address(recipient.email)
-        token = make_token(address, listing.id, self.secret)
+    def unsubscribe_links(self, address: str) -> tuple[str, str | None]:
+        """The mailto: and the one-click (None without `unsubscribe_url`) unsubscribe links of one reader.
+
+        A proof's are for PROOF_READER, never for whoever the proof went to: they work, and unsubscribe nobody.
+        """
+        token = make_token(PROOF_READER if self.proof else address, self.settings.list.id, self.secret)
         mailto = self.mailto + urllib.parse.quote("unsubscribe " + token, safe="-._~")
         one_click = f"{self.one_click_base}/{urllib.parse.quote(token, safe='-._~')}" if self.one_click_base else None
         if len(mailto) > LONGEST_URL or (one_click and len(one_click) > LONGEST_URL):
             raise ConfigError(f"the unsubscribe links are too long for a header line (over {LONGEST_URL} characters):"
                               " shorten `[list] unsubscribe_url` or `unsubscribe_mailto` in newsletter.toml")
+        return mailto, one_click
+
+    def personal_fields(self, address: str) -> dict[str, str]:
+        """The values of the rendered parts' personal fields (render.PERSONAL) for one reader."""
+        mailto, one_click = self.unsubscribe_links(address)
+        return {"email": address, "unsubscribe_url": one_click or mailto}
+
+    def compose(self, recipient: Addressee) -> Outgoing:
+        listing = self.settings.list
+        address = recipient.email if _ADDRESS.fullmatch(recipient.email) else _ascii_address(recipient.email)
+        mailto, one_click = self.unsubscribe_links(address)
         message_id = self._message_id(address)
         date = email.utils.format_datetime(datetime.now(timezone.utc).astimezone())
         to = _plain_to(recipient.name, address) or _mailbox("To", recipient.name, address)

@@ -1,9 +1,9 @@
 """What an editor wrote in a draft, as sentences: the yardstick for "no content lost" tests.
 
 Taken from the YAML itself (not from the model or the renderer), so a section, field or sentence that
-the pipeline drops shows up as missing. Markdown is reduced to its visible text with markdown-it, split
-at link boundaries (a link's text and the words around it are checked separately, since the text
-part writes links as `text: URL`) and then into sentences.
+the pipeline drops shows up as missing. Markdown is reduced to its visible text with markdown-it (a
+link is its words) and split into sentences, which must appear whole in both parts: the text part may
+only add a link's number after its words (`the booking form [1]`), which `without_references` takes out.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from ruamel.yaml import YAML
 
 PROSE_KEYS = {"heading", "body", "sign_off", "signed", "name", "role", "text", "title", "venue", "online",
-              "about", "intro", "caption"}
+              "about", "intro", "caption", "note", "edition"}
 """Keys whose values readers must see word for word in both parts."""
 _MD = MarkdownIt("commonmark")
 
@@ -26,10 +26,22 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+_REFERENCE = re.compile(r" ?\[\d+\]")
+
+
+def without_references(text: str) -> str:
+    """Normalised text with the text part's link numbers (` [1]`) taken out."""
+    return normalise(_REFERENCE.sub("", normalise(text)))
+
+
 def sentences(path: Path) -> list[str]:
-    tree = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    return sentences_of(YAML(typ="safe").load(path.read_text(encoding="utf-8")))
+
+
+def sentences_of(tree: dict) -> list[str]:
+    """The sentences of a draft's sections and attachments, and its edition's name."""
     found: list[str] = []
-    for section in tree["sections"]:
+    for section in [*tree["sections"], *tree.get("attachments", []), {"edition": tree.get("edition")}]:
         for key, value in _walk(section):
             if key in PROSE_KEYS and isinstance(value, str):
                 found += [s for fragment in _fragments(value) for s in _split(fragment)]
@@ -58,15 +70,13 @@ def _walk(node: Any, key: str | None = None) -> Iterator[tuple[str | None, Any]]
 
 
 def _fragments(markdown: str) -> Iterator[str]:
+    """Each paragraph (or list item) of a Markdown text as its visible words, links included."""
     for token in _MD.parse(markdown):
         if token.type != "inline":
             continue
         run: list[str] = []
         for child in token.children or []:
-            if child.type in ("link_open", "link_close"):
-                yield "".join(run)
-                run = []
-            elif child.type in ("text", "code_inline"):
+            if child.type in ("text", "code_inline"):
                 run.append(child.content)
             elif child.type in ("softbreak", "hardbreak"):
                 run.append(" ")

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from conftest import DRAFTS
 
 from newsletter.load import load_draft
-from newsletter.render import render
+from newsletter.render import Web, render
 
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+SPECIAL = Path(__file__).resolve().parent / "fixtures" / "special" / "2025-04-farewell.yaml"
+"""A special issue with every newer field: contents list, pictures in a letter and an article, notes, documents."""
 
 
-@pytest.fixture(scope="module", params=DRAFTS, ids=lambda p: p.stem)
+@pytest.fixture(scope="module", params=[*DRAFTS, SPECIAL], ids=lambda p: p.stem)
 def html(request: pytest.FixtureRequest, authorities: dict) -> str:
-    rendered = render(load_draft(request.param, authorities).issue, authorities["sandwell-childrens-trust"])
+    issue = load_draft(request.param, authorities).issue
+    folder = f"https://wm.example.org/archive/{issue.issue}/"
+    rendered = render(issue, authorities["sandwell-childrens-trust"], web=Web(page=folder, files=folder))
     page_html, _ = rendered.fill(email="zoe.smith@sandwell.example.org", unsubscribe_url="https://example.org/u/t")
     return page_html
 

@@ -273,7 +273,9 @@ def test_description_is_plain_text_with_booking_links():
     description = event["DESCRIPTION"]
     assert "**" not in description and "*some*" not in description and "](" not in description
     assert description.startswith("A bold start and some emphasis.")
-    assert "• Hear the emerging findings: https://example.org/findings" in description.splitlines()
+    # a link is its words and a number, its address listed after the text: no URL inside a sentence
+    assert "• Hear the emerging findings [1]" in description.splitlines()
+    assert "[1] https://example.org/findings" in description.splitlines()
     assert "• Work with facilitators" in description.splitlines()
     lines = description.splitlines()
     assert "Sign up for 14 October: https://example.org/14-october" in lines
@@ -428,3 +430,23 @@ def test_september_draft_online_seminar():
     webinars = sorted(name for name in found if "webinar-on-parenting" in name)
     assert len(webinars) == 2
     assert parse(found[webinars[0]].data).events[0]["URL"].endswith("parenting-send-webinar-6-october")
+
+
+def test_a_sessions_note_is_in_its_description_only():
+    first, second = entries(make_issue(events({
+        "title": "Two-part course", "about": "A course in two parts.",
+        "sessions": [{"date": "2025-10-01", "start": "09:30", "end": "12:30", "note": "includes a ten-minute break"},
+                     {"date": "2025-10-08", "start": "09:30", "end": "11:00"}],
+    })))
+    described = parse(first.data).events[0]["DESCRIPTION"]
+    assert described.startswith("A course in two parts.")
+    assert "includes a ten-minute break" in described.splitlines()
+    assert "ten-minute" not in parse(second.data).events[0]["DESCRIPTION"]
+
+
+def test_a_special_issue_names_its_files_by_its_id():
+    issue = make_issue(events({"title": "Farewell lunch", "sessions": [{"date": "2025-04-25", "start": "12:30"}]}),
+                       month="2025-04-farewell", send_on="2025-04-11")
+    (entry,) = entries(issue)
+    assert entry.filename == "2025-04-farewell-farewell-lunch-2025-04-25.ics"
+    assert str(parse(entry.data).events[0]["UID"]) == "2025-04-farewell-farewell-lunch-2025-04-25@wmchildrensservices.org.uk"

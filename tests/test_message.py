@@ -99,3 +99,63 @@ def test_dkim_signature_verifies_and_breaks_when_altered() -> None:
     assert dkim.verify(data, dnsfunc=dns)
     assert not dkim.verify(data.replace(b"Subject: Regional", b"Subject: Regionul"), dnsfunc=dns)
     assert not dkim.verify(data.replace(b"fresh start", b"fresh stark"), dnsfunc=dns)
+
+
+# --- proofs -------------------------------------------------------------------------------------------
+
+
+def test_a_proof_subject_names_its_variant(authorities: dict) -> None:
+    for slug, shown in [("dudley", "Dudley"), ("telford-and-wrekin", "Telford & Wrekin"),
+                        ("wolverhampton", "City of Wolverhampton"),
+                        ("birmingham-childrens-trust", "Birmingham Children's Trust")]:
+        composer = Composer(ISSUE, render(ISSUE, authorities[slug]), Settings(), "k", proof=True)
+        assert parse(composer.compose(person()).data)["Subject"] == f"[PROOF: {shown}] {ISSUE.subject}"
+    real = Composer(ISSUE, render(ISSUE, authorities["dudley"]), Settings(), "k")
+    assert parse(real.compose(person()).data)["Subject"] == ISSUE.subject
+
+
+def _unsubscribe_tokens(message: email.message.EmailMessage) -> list[str]:
+    """The token of every unsubscribe link: the List-Unsubscribe header's two and both parts' footers."""
+    import re
+
+    texts = [message["List-Unsubscribe"], *(message.get_body((part,)).get_content() for part in ("plain", "html"))]
+    return [a or b for text in texts for a, b in re.findall(r"subject=unsubscribe%20([\w-]+)|/u/([\w-]+)", text)]
+
+
+def test_a_proofs_unsubscribe_links_unsubscribe_nobody(authorities: dict) -> None:
+    from newsletter.message import PROOF_READER
+
+    settings = Settings.model_validate({"list": {"unsubscribe_url": "https://wm.example.org/u"}})
+    proof = Composer(ISSUE, render(ISSUE, authorities["dudley"]), settings, "k", proof=True)
+    message = parse(proof.compose(person()).data)
+    tokens = _unsubscribe_tokens(message)
+    assert len(tokens) == 4  # the header's mailto and one-click, and the two footers
+    for token in tokens:
+        assert read_token(token, "k")[0] == PROOF_READER
+    assert PROOF_READER.endswith(".invalid")
+    # the proof still says whom it was sent to
+    assert "This copy was sent to sian.oneil@walsall.example.org." in message.get_body(("plain",)).get_content()
+    # a real message's links are the reader's own
+    real = parse(Composer(ISSUE, render(ISSUE, authorities["dudley"]), settings, "k").compose(person()).data)
+    assert {read_token(t, "k")[0] for t in _unsubscribe_tokens(real)} == {"sian.oneil@walsall.example.org"}
+
+
+def test_nothing_is_ever_attached(authorities: dict) -> None:
+    data = {**ISSUE.model_dump(by_alias=True), "attachments": [
+        {"title": "Dates for 2025/26", "url": "https://wm.example.org/dates.pdf"},
+        {"title": "Programme", "file": "programme.pdf"}]}
+    data["sections"] = [{s.pop("kind"): s} for s in data["sections"]]
+    from newsletter.model import Issue
+
+    issue = Issue.model_validate(data)
+    settings = Settings.model_validate({"list": {"archive_url": "https://wm.example.org/archive"}})
+    from newsletter.archive import published
+
+    message = parse(Composer(issue, render(issue, authorities["dudley"], web=published(settings, issue)), settings,
+                             "k").compose(person()).data)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert not list(message.iter_attachments())
+    html_part = message.get_body(("html",)).get_content()
+    assert 'href="https://wm.example.org/archive/' + issue.issue + '/programme.pdf"' in html_part
+    assert 'href="https://wm.example.org/dates.pdf"' in html_part

@@ -1,4 +1,5 @@
-"""Rendering: every sentence an editor wrote reaches both parts, and the known MJML/premailer traps stay shut."""
+"""Rendering: every sentence an editor wrote reaches both parts whole, the text part reads like a letter, and
+the known MJML/premailer traps stay shut."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ from pathlib import Path
 import lxml.html
 import pytest
 from conftest import DRAFTS
-from content import normalise, sentences, urls
+from content import normalise, sentences, urls, without_references
 
 from newsletter.load import load_draft
 from newsletter.model import Issue
-from newsletter.render import GMAIL_CLIP_BYTES, PERSONAL, render
+from newsletter.render import (
+    GMAIL_CLIP_BYTES,
+    PERSONAL,
+    SIGNATURE,
+    render,
+    render_sample,
+)
 
 
 def visible_text(html: str) -> str:
@@ -28,8 +35,8 @@ def rendered(request: pytest.FixtureRequest, authorities: dict) -> tuple[Path, o
     return request.param, render(draft.issue, authorities["walsall"])
 
 
-def test_there_are_three_drafts() -> None:
-    assert [p.stem for p in DRAFTS] == ["2023-11", "2025-07", "2025-09"]
+def test_the_past_drafts_are_all_measured() -> None:
+    assert {"2023-11", "2025-07", "2025-09"} <= {p.stem for p in DRAFTS}
 
 
 def test_every_sentence_reaches_the_html(rendered: tuple) -> None:
@@ -41,11 +48,59 @@ def test_every_sentence_reaches_the_html(rendered: tuple) -> None:
     assert not missing, missing
 
 
-def test_every_sentence_reaches_the_text_part(rendered: tuple) -> None:
+def test_every_sentence_reaches_the_text_part_whole(rendered: tuple) -> None:
+    """No sentence is broken by an address: all a link may add to the prose is its number, `words [1]`."""
     path, result = rendered
-    text = normalise(result.text)
+    text = without_references(result.text)
     missing = [s for s in sentences(path) if s not in text]
     assert not missing, missing
+
+
+URL = re.compile(r"(?:https?://|mailto:)\S+")
+
+
+def test_no_url_is_inside_a_sentence_or_has_punctuation_attached(rendered: tuple) -> None:
+    """An address stands at the end of its line after `[n] ` or a label's `: `, or on a line of its own."""
+    _, result = rendered
+    for line in result.text.splitlines():
+        for match in URL.finditer(line):
+            before, after = line[:match.start()], line[match.end():]
+            assert after == "", line
+            assert re.fullmatch(r"\[\d+\] |[^\[\]]*: |", before), line
+            assert match.group()[-1] not in ".,;:!?)'\"”’", line
+
+
+def test_each_url_is_listed_once_per_section_and_every_number_has_its_url(rendered: tuple) -> None:
+    _, result = rendered
+    text = result.text
+    listed = re.findall(r"^\[(\d+)\] (\S+)$", text, re.M)
+    numbers = [int(n) for n, _ in listed]
+    assert listed, "every past issue links somewhere"
+    assert numbers == sorted(set(numbers)), "numbers run on through the message, each listed once"
+    used = {int(n) for n in re.findall(r"(?<!^)\[(\d+)\]", text, re.M)}
+    assert used == set(numbers)
+    for block in re.split(r"\n\n\n", text):  # the sections
+        urls_here = [url for n, url in re.findall(r"^\[(\d+)\] (\S+)$", block, re.M)]
+        assert len(urls_here) == len(set(urls_here)), block[:80]
+
+
+def test_signature_separator_is_dash_dash_space(rendered: tuple) -> None:
+    _, result = rendered
+    assert SIGNATURE == "-- "
+    assert "\n-- \n" in result.text
+    assert result.text.count("\n-- \n") == 1
+    assert "\n--\n" not in result.text
+
+
+def test_text_lines_stay_within_78_characters_but_urls(rendered: tuple) -> None:
+    _, result = rendered
+    _, text = result.fill(email="sample.reader@walsall.example.org",
+                          unsubscribe_url="https://unsubscribe.example.org/u/" + "x" * 140)
+    long = [line for line in text.splitlines() if len(line) > 78 and not URL.search(line)]
+    assert not long, long
+    for line in text.splitlines():
+        if len(line) > 78:  # only an unbreakable address, alone or after its number or label
+            assert URL.search(line) and len(URL.sub("", line)) <= 78, line
 
 
 def test_every_link_reaches_both_parts(rendered: tuple) -> None:
@@ -98,7 +153,12 @@ def test_text_part_layout() -> None:
     assert "When: Wednesday 15 October 2025, 9:30am to 11am" in text
     assert "Where: online (Microsoft Teams)" in text
     assert re.search(r"^• Hear the emerging findings", text, re.M)
-    assert re.search(r"^[^\n]+: https://example\.org/lost-link/pwle-seminar-child-contact-family-court$", text, re.M)
+    assert "For more details, see the PWLE Seminar on child contact problems and the\nFamily Court [3]." in text
+    assert re.search(r"^\[3\] https://example\.org/lost-link/pwle-seminar-child-contact-family-court$", text, re.M)
+    # the button's words, with the same number: the address is listed once for the event
+    assert "\nDetails and registration for the PWLE Seminar on child contact problems\nand the Family Court [3]\n" in text
+    assert text.count("https://example.org/lost-link/pwle-seminar-child-contact-family-court") == 1
+    assert "  Sign up for the Monday 6 October webinar on parenting disabled\n  children and those with SEN [6]" in text
     assert max(len(line) for line in text.splitlines() if "https://" not in line) <= 78
 
 
@@ -131,3 +191,39 @@ def test_editor_text_is_escaped_in_headings(authorities: dict) -> None:
     data["sections"] = [{"article": {"heading": "A & B <b>bold</b>", "body": "Text."}}]
     result = render(Issue.model_validate(data))
     assert "<b>bold</b>" not in result.html and "A &amp; B &lt;b&gt;bold&lt;/b&gt;" in result.html
+
+
+# --- what `render` shows ------------------------------------------------------------------------------
+
+
+def test_render_sample_fills_the_personal_fields_for_a_sample_reader(authorities: dict) -> None:
+    from newsletter.config import Settings
+    from newsletter.unsubscribe import BadToken, read_token
+
+    issue = load_draft(DRAFTS[-1]).issue
+    sample = render_sample(issue, authorities["walsall"], Settings())
+    assert sample.email == "sample.reader@walsall.example.org"
+    assert sample.note == "personal fields filled for a sample reader: sample.reader@walsall.example.org"
+    assert not any(marker in sample.html + sample.text for marker in PERSONAL.values())
+    assert "[[" not in sample.html + sample.text
+    assert "This copy was sent to sample.reader@walsall.example.org." in sample.text
+    assert "This copy was sent to sample.reader@walsall.example.org." in visible_text(sample.html)
+    assert "you work for Walsall Council" in normalise(sample.text)
+    (unsubscribe,) = lxml.html.document_fromstring(sample.html).xpath("//a[starts-with(., 'Unsubscribe')]/@href")
+    assert unsubscribe.startswith("mailto:unsubscribe@wmchildrensservices.org.uk?subject=unsubscribe%20")
+    assert sample.size == len(sample.html.encode()) < GMAIL_CLIP_BYTES
+    # With a one-click endpoint and an archive: the links a reader gets, and a token nobody can act on.
+    settings = Settings.model_validate({"list": {"unsubscribe_url": "https://wm.example.org/u",
+                                                 "archive_url": "https://wm.example.org/archive"}})
+    sample = render_sample(issue, authorities["dudley"], settings)
+    assert sample.email == "sample.reader@dudley.example.org"
+    hrefs = lxml.html.document_fromstring(sample.html).xpath("//a/@href")
+    assert "https://wm.example.org/archive/2025-09/" in hrefs
+    assert any(h.startswith("https://wm.example.org/archive/2025-09/") and h.endswith(".ics") for h in hrefs)
+    (unsubscribe,) = [h for h in hrefs if h.startswith("https://wm.example.org/u/")]
+    assert unsubscribe in sample.text
+    token = unsubscribe.rsplit("/", 1)[1]
+    with pytest.raises(BadToken):  # sealed with a throwaway key: no endpoint can read it
+        read_token(token, "any secret at all")
+    # everyone's variant
+    assert render_sample(issue, None, Settings()).email == "sample.reader@everyone.example.org"
