@@ -89,10 +89,15 @@ WARN_BYTES = 90 * 1024
 PROGRESS_LINE_SECONDS = 60
 """Without a terminal (cron, systemd), a send says how far it has got this often."""
 
+DEFAULT_CONFIG = Path("newsletter.toml")
 Config = Annotated[Path, typer.Option("--config", help="Sending settings (TOML).")]
 
 
 def settings_or_exit(path: Path) -> Settings:
+    if path != DEFAULT_CONFIG and not path.exists():  # a mistyped --config must not silently mean the defaults
+        errors.print(f"--config {path}: there is no such file (without --config, newsletter.toml is read if it "
+                     "exists, else the built-in defaults)")
+        raise typer.Exit(2)
     try:
         return load_settings(path)
     except ConfigError as exc:

@@ -85,6 +85,10 @@ class Settings(Section):
     inbox: InboxSettings = InboxSettings()
     ledger: Path = Path("newsletter.db")
     recipients: Path = Path("recipients")
+    drafts: Path = Path("drafts")
+    """Where `send --due` looks for the issue to send."""
+    due_within_days: Annotated[int, Field(ge=0)] = 7
+    """`send --due` sends an approved issue at most this many days after its send date, never last year's."""
 
     @property
     def password(self) -> str | None:

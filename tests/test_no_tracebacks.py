@@ -83,6 +83,8 @@ CASES: dict[str, tuple[Case, str]] = {
                                                     "check", SEPTEMBER), "slug"),
     "authorities.yaml bad slug: recipients check": (with_lists("- {slug: 'walsall/../x', name: W, kind: council}\n",
                                                                "recipients", "check"), "slug"),
+    "--config names no file": (lambda tmp_path: ["check", SEPTEMBER, "--config", str(tmp_path / "newsleter.toml")],
+                               "no such file"),
     "--config is a folder": (lambda tmp_path: ["check", SEPTEMBER, "--config", str(tmp_path)], "is a folder"),
     "config not UTF-8": (settings_file("[list]\nname = \"Caf\xe9\"\n".encode("latin-1")), "UTF-8"),
     "config not TOML": (settings_file(b"[transport\nurl = 1\n"), "newsletter.toml"),
