@@ -21,7 +21,7 @@ from markdown_it.token import Token
 
 from newsletter.load import Draft, Path_, Problem
 from newsletter.markdown import _parser
-from newsletter.model import Article, Events, Image, Letter, Link, Person
+from newsletter.model import Article, Events, Image, Letter, Link, Person, Picture
 
 WARN_BYTES = 90 * 1024
 GMAIL_CLIP_KB = 102
@@ -102,6 +102,7 @@ def texts(draft: Draft) -> Iterator[Text]:
             yield from text((*at, j, "text"), link.text, "link_text")
 
     yield from text(("title",), issue.title, "line")
+    yield from text(("edition",), issue.edition, "line")
     yield from text(("subject",), issue.subject, "line")
     yield from text(("preheader",), issue.preheader, "line")
     yield from text(("from", "name"), issue.sender.name, "line")
@@ -109,11 +110,17 @@ def texts(draft: Draft) -> Iterator[Text]:
         at: Path_ = ("sections", i, section.kind)
         if isinstance(section, Letter):
             yield from text((*at, "heading"), section.heading, "line")
+            if section.image:
+                yield from text((*at, "image", "alt"), section.image.alt, "alt")
+                yield from text((*at, "image", "caption"), section.image.caption, "line")
             yield from text((*at, "body"), section.body, "markdown")
             yield from text((*at, "sign_off"), section.sign_off, "line")
             yield from text((*at, "signed"), section.signed, "markdown")
         elif isinstance(section, Article):
             yield from text((*at, "heading"), section.heading, "line")
+            if section.image:
+                yield from text((*at, "image", "alt"), section.image.alt, "alt")
+                yield from text((*at, "image", "caption"), section.image.caption, "line")
             yield from text((*at, "body"), section.body, "markdown")
             yield from person((*at, "contact"), section.contact)
             yield from links((*at, "links"), section.links)
@@ -130,6 +137,7 @@ def texts(draft: Draft) -> Iterator[Text]:
                 for k, session in enumerate(event.sessions):
                     yield from text((*item, "sessions", k, "venue"), session.venue, "line")
                     yield from text((*item, "sessions", k, "online"), session.online, "line")
+                    yield from text((*item, "sessions", k, "note"), session.note, "line")
                     if session.booking:
                         yield from text((*item, "sessions", k, "booking", "text"), session.booking.text, "link_text")
                 yield from text((*item, "venue"), event.venue, "line")
@@ -139,6 +147,8 @@ def texts(draft: Draft) -> Iterator[Text]:
                 yield from text((*item, "about"), event.about, "markdown")
                 yield from person((*item, "contact"), event.contact)
                 yield from links((*item, "links"), event.links)
+    for j, attachment in enumerate(issue.attachments):
+        yield from text(("attachments", j, "title"), attachment.title, "link_text")
 
 
 def link_fields(draft: Draft) -> Iterator[tuple[Path_, Link]]:
@@ -158,6 +168,15 @@ def link_fields(draft: Draft) -> Iterator[tuple[Path_, Link]]:
                 yield from (((*item, "links", n), link) for n, link in enumerate(event.links))
 
 
+def pictures(draft: Draft) -> Iterator[tuple[Path_, Picture]]:
+    """Every picture: image sections, and the `image:` of letters and articles, with their paths."""
+    for i, section in enumerate(draft.issue.sections):
+        if isinstance(section, Image):
+            yield ("sections", i, "image"), section
+        elif isinstance(section, (Letter, Article)) and section.image:
+            yield ("sections", i, section.kind, "image"), section.image
+
+
 def anchors(draft: Draft) -> Iterator[Anchor]:
     """Every link in the issue: the link fields, and the Markdown links in the text."""
     for path, link in link_fields(draft):
@@ -172,12 +191,15 @@ def urls(draft: Draft) -> Iterator[Url]:
     """Every address the issue links to or loads: link fields, images, contacts and Markdown links."""
     for path, link in link_fields(draft):
         yield Url((*path, "url"), link.url)
+    for at, picture in pictures(draft):
+        yield Url((*at, "src"), picture.src)
+        if picture.link:
+            yield Url((*at, "link"), picture.link)
+    for j, attachment in enumerate(draft.issue.attachments):
+        if attachment.url:
+            yield Url(("attachments", j, "url"), attachment.url)
     for i, section in enumerate(draft.issue.sections):
-        if isinstance(section, Image):
-            yield Url(("sections", i, "image", "src"), section.src)
-            if section.link:
-                yield Url(("sections", i, "image", "link"), section.link)
-        elif isinstance(section, Article) and section.contact and section.contact.email:
+        if isinstance(section, Article) and section.contact and section.contact.email:
             yield Url(("sections", i, "article", "contact", "email"), "mailto:" + section.contact.email)
     for at, event in _events(draft):
         if event.contact and event.contact.email:
@@ -412,10 +434,8 @@ IMAGE_WORDS = {"image", "photo", "picture", "logo", "img", "photograph", "pic", 
 
 def check_image_alt(draft: Draft) -> Iterator[Problem]:
     """Alt text missing on a linked image, or alt text that is a file name or just "photo"."""
-    for i, section in enumerate(draft.issue.sections):
-        if not isinstance(section, Image):
-            continue
-        path = ("sections", i, "image", "alt")
+    for at, section in pictures(draft):
+        path = (*at, "alt")
         alt = section.alt.strip()
         if not alt:
             if section.link:
@@ -584,8 +604,38 @@ def _no_email(draft: Draft, path: Path_, who: Person) -> Problem:
     return draft.problem(path, f"{who.name} has no email address: add their email address, or remove the contact")
 
 
+ATTACHMENT_WARN_BYTES = 10 * 1024 * 1024
+
+
+def check_attachments(draft: Draft) -> Iterator[Problem]:
+    """Each attachment file is there, beside the draft (an error: its link would lead nowhere), and not huge."""
+    folder = draft.path.parent
+    for j, attachment in enumerate(draft.issue.attachments):
+        if attachment.file is None:
+            continue
+        path = ("attachments", j, "file")
+        found = folder / attachment.file
+        if not found.is_file():
+            yield draft.problem(path, f"there is no file {attachment.file} in {folder}: put it there, or correct "
+                                "the name (the web archive publishes it and the email links to it)", "error")
+        elif (size := found.stat().st_size) > ATTACHMENT_WARN_BYTES:
+            yield draft.problem(path, f"{attachment.file} is {size / 1024 / 1024:.1f} MB: readers on phones and "
+                                "slow connections may not get it; over 10 MB, make it smaller or split it")
+
+
+def check_attachments_published(draft: Draft, archive_url: str | None) -> list[Problem]:
+    """A file attachment needs the web archive (`archive_url` in newsletter.toml): the email links it there."""
+    if archive_url:
+        return []
+    return [draft.problem(("attachments", j, "file"), f"{attachment.file} can only be linked from the email once it "
+                          "is published with the web archive: set `archive_url` under [list] in newsletter.toml "
+                          "(and run `newsletter archive`), or give a `url:` where the document already is", "error")
+            for j, attachment in enumerate(draft.issue.attachments) if attachment.file is not None]
+
+
 CHECKS: list[Callable[[Draft], Iterator[Problem]]] = [
     check_weekdays, check_past_sessions, check_register_by, check_link_text,
     check_image_alt, check_placeholder_text, check_placeholder_links, check_link_scheme,
     check_duplicate_headings, check_subject, check_preheader, check_plain_emails, check_contacts,
+    check_attachments,
 ]
