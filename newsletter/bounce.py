@@ -78,7 +78,7 @@ class Classified:
     """For unsubscribe requests: the list the token was made for."""
 
 
-OUR_ID = re.compile(r"<(\d{4}-(?:0[1-9]|1[0-2]))\.[0-9a-f]{8,64}@([A-Za-z0-9.-]+)>")
+OUR_ID = re.compile(r"<(\d{4}-(?:0[1-9]|1[0-2])(?:-[a-z0-9]+)*)\.[0-9a-f]{8,64}@([A-Za-z0-9.-]+)>")
 ENHANCED_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 SMTP_REPLY = re.compile(r"(?<![\d.#])([45]\d\d)(?=[ -]\s*\S)")
 UNSUBSCRIBE = re.compile(r"^\s*unsubscribe(?:\s+(\S+))?\s*$", re.IGNORECASE)

@@ -166,10 +166,14 @@ def check(
         except typer.Exit:
             failed += 1
             continue
-        warnings = content_warnings(draft, known)
-        report(warnings)
-        failed += bool(warnings and strict)
-        verdict = "[green]ok[/]" if not warnings else f"[yellow]ok, {len(warnings)} warning(s)[/]"
+        problems = content_warnings(draft, known, settings)
+        report(problems)
+        wrong = sum(p.severity == "error" for p in problems)
+        failed += bool(wrong or (problems and strict))
+        if wrong:
+            verdict = f"[red]{wrong} error(s)[/], {len(problems) - wrong} warning(s)"
+        else:
+            verdict = "[green]ok[/]" if not problems else f"[yellow]ok, {len(problems)} warning(s)[/]"
         console.print(f"{path}: {verdict}")
         if spam:
             failed += not _spam_score(draft.issue, known, settings)
@@ -205,14 +209,16 @@ def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -
     return result.points < 1.0 and not result.bad_rules
 
 
-def content_warnings(draft: Draft, known: dict[str, Authority]) -> list[Problem]:
+def content_warnings(draft: Draft, known: dict[str, Authority], settings: Settings) -> list[Problem]:
     """The content checks, with the size of the largest variant of the HTML."""
     from newsletter.checks import check as check_content
+    from newsletter.checks import check_attachments_published
     from newsletter.render import render
 
     targeted = {slug for section in draft.issue.sections for slug in section.audience or []}
     sizes = [render(draft.issue, known.get(slug)).size for slug in [None, *sorted(targeted)]]
-    return check_content(draft, max(sizes))
+    return sorted(check_content(draft, max(sizes)) + check_attachments_published(draft, settings.list.archive_url),
+                  key=lambda p: (p.line, p.column))
 
 
 @app.command("render")
@@ -223,18 +229,20 @@ def render_command(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Write the HTML and text parts of one variant of the issue."""
-    from newsletter.render import GMAIL_CLIP_BYTES, render
+    from newsletter.render import GMAIL_CLIP_BYTES, render_sample
 
-    known = authorities(settings_or_exit(config).recipients)
+    settings = settings_or_exit(config)
+    known = authorities(settings.recipients)
     variant = known_authority(authority, known) if authority is not None else None
     issue = open_draft(draft, known).issue
-    rendered = render(issue, variant)
+    rendered = render_sample(issue, variant, settings)
     output_folder(out)
     (out / "email.html").write_text(rendered.html, encoding="utf-8")
     (out / "email.txt").write_text(rendered.text, encoding="utf-8")
     size = rendered.size / 1024
     console.print(f"{out / 'email.html'}: {size:.1f} KB of HTML (Gmail clips at {GMAIL_CLIP_BYTES // 1024} KB)")
     console.print(f"{out / 'email.txt'}: {len(rendered.text.encode()) / 1024:.1f} KB of text")
+    console.print(f"The {rendered.note}.")
     if rendered.size > WARN_BYTES:
         errors.print(f"[yellow]warning[/]: the HTML is {size:.1f} KB; above {WARN_BYTES // 1024} KB Gmail may "
                      "clip it soon. Move some items to the web archive or shorten them.")
@@ -266,7 +274,8 @@ def send(
     if mark_sent and (due or retry_failed):
         errors.print("--mark-sent records a named draft as sent: use it without --due or --retry-failed.")
         raise typer.Exit(2)
-    issues = [open_draft(path, known).issue for path in drafts or []]
+    named = [open_draft(path, known) for path in drafts or []]
+    issues = [draft.issue for draft in named]
     if mark_sent:
         with exclusive(settings.ledger), _ledger(settings) as ledger:
             for issue in issues:
@@ -274,8 +283,9 @@ def send(
                 count = ledger.mark_sent(issue.issue, "marked as sent: delivered by other means")
                 console.print(f"Issue {issue.issue}: {count} reader(s) recorded as having it already; nothing was sent.")
         return
-    for issue in issues:
-        _refuse_unapproved(issue)
+    for draft in named:
+        _refuse_unapproved(draft.issue)
+        _refuse_check_errors(draft, known, settings)
     # Everything that can be checked before anyone is queued: the secret, the transport, the DKIM key.
     open_transport = opener(settings.transport.url, settings.transport, settings.password)
     secret = settings.secret()
@@ -325,6 +335,18 @@ def _refuse_unapproved(issue: Issue) -> None:
         raise typer.Exit(1)
 
 
+def _refuse_check_errors(draft: Draft, known: dict[str, Authority], settings: Settings) -> None:
+    """`send` stops on any error `check` finds (a missing attachment, say); warnings are counted, not repeated."""
+    problems = content_warnings(draft, known, settings)
+    wrong = [p for p in problems if p.severity == "error"]
+    if wrong:
+        report(wrong)
+        errors.print(f"{draft.path}: {len(wrong)} error(s) to fix before this issue can be sent.")
+        raise typer.Exit(1)
+    if problems:
+        console.print(f"{draft.path}: {len(problems)} warning(s); `newsletter check {draft.path}` lists them.")
+
+
 def _dkim_key(settings: Settings) -> bytes | None:
     """The DKIM key, proven to sign before anyone is queued."""
     from newsletter.send import check_dkim_key
@@ -339,20 +361,25 @@ def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger)
     and whether a draft could not be read."""
     from newsletter.send import due_issue
 
-    found, broken = [], False
+    found: dict[str, Draft] = {}
+    broken = False
     for path in sorted(settings.drafts.glob("*.yaml")):
         try:
-            found.append(load_draft(path, known).issue)
+            draft = load_draft(path, known)
+            found[draft.issue.issue] = draft
         except DraftError as exc:
             report(exc.problems)
             errors.print(f"{path}: not read, so not sent even if it is due: fix the problems above.")
             broken = True
-    chosen, passed_over = due_issue(found, dt.date.today(), settings.due_within_days, ledger.newest_issue())
+    chosen, passed_over = due_issue([d.issue for d in found.values()], dt.date.today(), settings.due_within_days,
+                                    ledger.newest_issue())
     for issue, why in passed_over:
         console.print(f"Issue {issue.issue}: not sent: {why}.")
     if chosen is None:
         console.print("No approved issue is due today.")
-    return ([chosen] if chosen else []), broken
+        return [], broken
+    _refuse_check_errors(found[chosen.issue], known, settings)
+    return [chosen], broken
 
 
 def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], settings: Settings, only: list[str] | None,
@@ -627,7 +654,7 @@ def archive(
     if not any(issue.status == "approved" for issue in issues):
         errors.print(f"No approved issue in {drafts}/ to publish: the archive holds approved issues only.")
         raise typer.Exit(1)
-    pages = build(issues, output_folder(out))
+    pages = build(issues, output_folder(out), drafts=drafts)
     for page in pages:
         console.print(f"{out / page.folder}index.html ({len(page.files)} calendar file(s))")
     console.print(f"{out / 'index.html'}: {len(pages)} issue(s)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import mimetypes
 import threading
 import webbrowser
 from collections.abc import Callable
@@ -193,11 +194,22 @@ class Handler(BaseHTTPRequestHandler):
     def _calendar(self, name: str) -> None:
         from newsletter.calendar import entries
 
-        issue = self.server.state.issue
+        state = self.server.state
+        issue = state.issue
         found = next((e for e in entries(issue) if e.filename == name), None) if issue else None
-        if found is None:
-            return self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
-        self._send(HTTPStatus.OK, "text/calendar; charset=utf-8", found.data)
+        if found is not None:
+            return self._send(HTTPStatus.OK, "text/calendar; charset=utf-8", found.data)
+        # The draft's own attachments, as the archive will publish them beside the page: only files the draft
+        # names (no `..`, checked by the model), read from the draft's folder; nothing else from disk.
+        attachment = next((a for a in issue.attachments if a.file and a.name == name), None) if issue else None
+        if attachment is not None and attachment.file is not None:
+            try:
+                data = (state.path.parent / attachment.file).read_bytes()
+            except OSError:
+                return self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
+            kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            return self._send(HTTPStatus.OK, kind, data)
+        self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
 
     def _events(self) -> None:
         """Server-sent events: one message per change of the draft, a comment now and then to keep alive."""

@@ -7,6 +7,7 @@ import email
 import email.policy
 import mailbox
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -188,7 +189,7 @@ def test_proof_goes_to_the_given_addresses_only_and_leaves_the_ledger_alone(tmp_
     # Two different variants (Dudley's, everyone else's) to two people, then Walsall's to one.
     assert sorted(a.recipient for a in arrivals) == sorted(["editor@wmchildrensservices.org.uk"] * 3
                                                            + ["colleague@wmchildrensservices.org.uk"] * 2)
-    assert all(a.message["Subject"].startswith("[PROOF] Regional Update") for a in arrivals)
+    assert all(re.match(r"\[PROOF: [^\]]+\] Regional Update", a.message["Subject"]) for a in arrivals)
     dudley = [a for a in arrivals if "Dudley colleagues only." in a.message.get_body(("plain",)).get_content()]
     assert len(dudley) == 2
     assert not (tmp_path / "ledger.db").exists()  # proofs never touch the ledger
