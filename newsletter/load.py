@@ -31,7 +31,7 @@ MAX_NODES = 20_000
 MAX_DEPTH = 12
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>")
 
-OWN_ERRORS = {"section", "email", "url", "time", "date", "slug"}
+OWN_ERRORS = {"section", "email", "url", "time", "date", "slug", "issue_id", "attachment"}
 """Error types raised by model.py with messages written for editors."""
 
 Path_ = tuple[str | int, ...]
@@ -114,14 +114,25 @@ def load_draft(path: Path, authorities: Collection[str] | None = None) -> Draft:
     if problems:
         raise DraftError(problems)
     problems = list(_html_problems(path, tree, text.splitlines()))
+    # Everything after a successful parse is found in this one pass: the shape of each section, the
+    # fields (dates, times, addresses ...) and the authority slugs, so one `check` lists them all.
+    shapes = _section_shapes(path, tree)
+    problems += shapes.problems
+    audience = _audience_problems(path, tree, shapes, authorities) if authorities is not None else []
+    taken = {(p.line, p.column) for p in audience}
+    problems += audience
+    issue = None
     try:
-        issue = Issue.model_validate(tree)
+        issue = Issue.model_validate(shapes.data)
     except ValidationError as exc:
-        problems += [_explain(path, tree, error) for error in exc.errors()]
-        raise DraftError(sorted(problems, key=lambda p: (p.line, p.column))) from None
-    if authorities is not None:
-        problems += _audience_problems(path, tree, issue, authorities)
-    if problems:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            if error["type"] == "section" and len(loc) == 2 and loc[1] in shapes.handled:
+                continue  # said more precisely by _section_shapes
+            problem = _explain(path, tree, error, shapes.relocate(loc))
+            if (problem.line, problem.column) not in taken:
+                problems.append(problem)
+    if problems or issue is None:
         raise DraftError(sorted(problems, key=lambda p: (p.line, p.column)))
     return Draft(path, issue, tree, text.splitlines())
 
@@ -135,6 +146,9 @@ def _parse(path: Path, text: str) -> CommentedMap:
         if unclosed:
             raise DraftError([Problem(path, unclosed, 1, "the quote opened on this line is not closed: "
                                       "add the closing quote at the end of the value")]) from None
+        indent = _indentation_problem(path, text, mark.line + 1 if mark else len(text.splitlines()))
+        if indent:
+            raise DraftError([indent]) from None
         what = " ".join(filter(None, [exc.context, exc.problem]))
         hint = _yaml_hint(what)
         raise DraftError([Problem(path, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1,
@@ -159,6 +173,120 @@ def _unclosed_quote(text: str, before: int) -> int | None:
         if match and line.rstrip().count(match["q"]) - line.count("\\" + match["q"]) == 1:
             return number
     return None
+
+
+_KEY_LINE = re.compile(r"""^(?P<key>[A-Za-z_][\w-]*|"[^"\n]*"|'[^'\n]*')[ ]*:(?:[ ]+(?P<value>.*))?$""")
+_BLOCK_SCALAR = re.compile(r"^[|>][-+0-9]*\s*(?:#.*)?$")
+
+
+@dataclasses.dataclass
+class _Line:
+    number: int
+    indent: int
+    key: str
+    dedented_from: int | None
+
+
+def _indentation_problem(path: Path, text: str, error_line: int) -> Problem | None:
+    """The line, up to where the YAML parser gave up, whose indentation does not fit the lines above it.
+
+    The parser reports where it noticed, often the line after the mistake (a key outdented under `image:`
+    surfaces as "mapping values are not allowed" on the next line). This follows the blocks the way an
+    editor sees them, keys and `- ` items by their indentation, and names the line that went wrong. None
+    when the layout is consistent up to the error (the message is then the parser's own).
+    """
+    levels: list[int] = []
+    items: set[int] = set()  # the levels that are `- ` lists rather than keys
+    previous: _Line | None = None
+    opens = False
+    scalar_above: int | None = None  # the column a block scalar (`body: |`) belongs to
+    scalar_indent: int | None = None  # the indentation of its text, set by its first line
+    flow = 0
+    for number, line in enumerate(text.splitlines()[:error_line], 1):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip(" "))
+        if scalar_above is not None:
+            if not stripped or indent >= (scalar_indent or scalar_above + 1):
+                scalar_indent = scalar_indent or (indent if stripped else None)
+                continue
+            scalar_above = scalar_indent = None
+        if flow:
+            flow += _brackets(line)
+            continue
+        if not stripped or stripped.startswith("#"):
+            continue
+        column, rest = indent, line[indent:].rstrip()
+        dashes = []
+        while rest == "-" or rest.startswith("- "):
+            step = len(rest) - len(rest[1:].lstrip(" "))
+            dashes.append(column)
+            column, rest = column + step, rest[step:]
+        match = _KEY_LINE.match(rest)
+        if not match and not dashes:
+            continue  # the continuation of a value above
+        value = (match["value"] or "") if match else rest
+        here = _Line(number, indent, match["key"] if match else "-", None)
+        if levels and indent > levels[-1]:
+            if not opens:
+                if previous and previous.dedented_from is not None and indent <= previous.dedented_from:
+                    return _less(path, previous)
+                return Problem(path, number, indent + 1, f"this line is indented more than the line above it: "
+                               f"{_spaces(indent)}, where {_named(previous)} has {levels[-1]}. Line it up with the "
+                               "keys of its block (and put quotes around a value that contains `: `)")
+            levels.append(indent)
+            if dashes:
+                items.add(indent)
+        else:
+            if levels and indent < levels[-1]:
+                here.dedented_from = levels[-1]
+                while levels and levels[-1] > indent:
+                    items.discard(levels.pop())
+                if not levels or levels[-1] != indent or (indent in items and not dashes):
+                    return _less(path, here)
+            elif levels and indent in items and not dashes and not opens:
+                return Problem(path, number, indent + 1, "this line is lined up with the `- ` above it but does not "
+                               "start with `- `: indent it like the keys above it, or start it with `- `")
+            if not levels:
+                levels.append(indent)
+                if dashes:
+                    items.add(indent)
+        for dash in dashes[1:]:
+            levels.append(dash)
+            items.add(dash)
+        if dashes and match:
+            levels.append(column)
+        previous = here
+        opens = (match is not None and (not value or value.startswith("#"))) or (bool(dashes) and not rest)
+        if match and _BLOCK_SCALAR.match(value):
+            scalar_above = column
+        elif not match and _BLOCK_SCALAR.match(value):
+            scalar_above = dashes[-1]
+        elif value[:1] in "[{" or (not match and rest[:1] in "[{"):
+            flow = max(_brackets(value if match else rest), 0)
+    return None
+
+
+def _brackets(text: str) -> int:
+    """How many flow brackets this text leaves open (quoted text aside)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', "", text)
+    return text.count("[") + text.count("{") - text.count("]") - text.count("}")
+
+
+def _spaces(count: int) -> str:
+    return "1 space" if count == 1 else f"{count} spaces"
+
+
+def _named(line: _Line | None) -> str:
+    if line is None:
+        return "the line above"
+    return f"`{line.key}` on line {line.number}" if line.key != "-" else f"the item on line {line.number}"
+
+
+def _less(path: Path, line: _Line) -> Problem:
+    above = line.dedented_from
+    return Problem(path, line.number, line.indent + 1, f"this line is indented less than the lines above it: "
+                   f"{_spaces(line.indent)}, where they have {above}. Line up each key with the others of its block "
+                   "(the fields of a section, event or session all start in the same column)")
 
 
 def _yaml_hint(what: str) -> str:
@@ -253,18 +381,23 @@ def position(tree: Any, path: Path_, key: bool = False) -> tuple[int, int]:
     return line, column
 
 
-def _explain(path: Path, tree: CommentedMap, error: Any) -> Problem:
-    """Turn one pydantic error into a sentence an editor can act on, at the right line."""
+def _explain(path: Path, tree: CommentedMap, error: Any, at: Path_ | None = None) -> Problem:
+    """Turn one pydantic error into a sentence an editor can act on, at the right line.
+
+    `at` is where the value is in the file when that differs from the model's path (the fields of a section
+    written beside its kind instead of under it).
+    """
     loc: Path_ = tuple(error["loc"])
+    at = loc if at is None else at
     kind = error["type"]
     name = next((str(p) for p in reversed(loc) if isinstance(p, str) and p not in SECTION_KINDS), "")
     if kind == "extra_forbidden":
         allowed = _fields_at(loc[:-1])
         guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
         hint = f": did you mean `{guess[0]}`?" if guess else f"; the keys here are {', '.join(allowed)}" if allowed else ""
-        line, column = position(tree, loc, key=True)
+        line, column = position(tree, at, key=True)
         return Problem(path, line, column, f"unknown key `{loc[-1]}`{hint}")
-    line, column = position(tree, loc)
+    line, column = position(tree, at)
     if kind == "missing":
         where = _owner(loc[:-1])
         return Problem(path, line, column, f"{where} has no `{loc[-1]}`: add a line `{loc[-1]}: ...`")
@@ -326,7 +459,7 @@ def _unwrap(annotation: Any) -> Any:
             return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def _fields_at(loc: Path_) -> list[str]:
+def fields_at(loc: Path_) -> list[str]:
     """The keys a model accepts at this place in the draft, as the editor writes them."""
     model: Any = Issue
     for part in loc:
@@ -340,13 +473,127 @@ def _fields_at(loc: Path_) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items() if n != "kind"]
 
 
-def _audience_problems(path: Path, tree: CommentedMap, issue: Issue, slugs: Collection[str]) -> list[Problem]:
+_fields_at = fields_at
+
+
+@dataclasses.dataclass
+class _Shapes:
+    """The sections as the model should see them, and what was wrong with their shape."""
+
+    data: Any
+    """The tree, or a copy whose misshapen sections are put right so their fields are checked too."""
+    problems: list[Problem]
+    handled: set[int]
+    """Sections whose shape problem is already said (the model's own words for it are dropped)."""
+    moved: dict[int, tuple[str, set[str]]]
+    """Section index -> (kind, the keys written beside the kind instead of under it)."""
+
+    def relocate(self, loc: Path_) -> Path_:
+        """Where a value the model found at `loc` really is in the file."""
+        if len(loc) >= 4 and loc[0] == "sections" and loc[1] in self.moved:
+            kind, keys = self.moved[loc[1]]  # type: ignore[index]
+            if loc[2] == kind and loc[3] in keys:
+                return (*loc[:2], *loc[3:])
+        return loc
+
+
+def _section_shapes(path: Path, tree: CommentedMap) -> _Shapes:
+    """Say what is wrong with a section that is not `- kind:` with its fields indented under it, naming the
+    keys found and where the fields belong; and give the model the section as meant, so the errors in its
+    fields come out in the same run."""
+    sections = tree.get("sections")
+    shapes = _Shapes(tree, [], set(), {})
+    if not isinstance(sections, list):
+        return shapes
+    kinds = ", ".join(SECTION_KINDS)
+    repaired = list(sections)
+    for i, item in enumerate(sections):
+        at: Path_ = ("sections", i)
+        if item is None:
+            line, column = position(tree, at)
+            shapes.problems.append(Problem(path, line, column, "this `-` starts a section but nothing follows it: "
+                                           f"write the kind ({kinds}) with a colon, and its fields under it"))
+            shapes.handled.add(i)
+            continue
+        if isinstance(item, str):
+            word = item.strip()
+            guess = word if word in SECTION_KINDS else next(iter(difflib.get_close_matches(word, SECTION_KINDS, n=1)), None)
+            line, column = position(tree, at)
+            what = (f"`{word}` needs a colon after it (`- {guess}:`), with its fields indented under it" if guess else
+                    f"`{word[:40]}` is not a section: each section is one of {kinds}, followed by a colon and its "
+                    "fields indented under it")
+            shapes.problems.append(Problem(path, line, column, what))
+            shapes.handled.add(i)
+            continue
+        if not isinstance(item, CommentedMap) or len(item) < 2:
+            continue  # one key: the model says what is wrong with it, if anything
+        shapes.handled.add(i)
+        keys = [str(k) for k in item]
+        found = [k for k in keys if k in SECTION_KINDS]
+        others = [k for k in keys if k not in SECTION_KINDS]
+        if len(found) > 1:
+            line, column = position(tree, (*at, found[1]), key=True)
+            shapes.problems.append(Problem(path, line, column, f"`{found[1]}:` is in the same section as "
+                                           f"`{found[0]}:` on line {position(tree, (*at, found[0]), key=True)[0]}: "
+                                           f"start a new section with `- {found[1]}:`"))
+            continue
+        if not found:
+            line, column = position(tree, (*at, keys[0]), key=True)
+            guess = difflib.get_close_matches(keys[0], SECTION_KINDS, n=1)
+            fits = [k for k in SECTION_KINDS if set(keys) <= set(fields_at((k,)))]
+            hint = (f"did you mean `{guess[0]}:`?" if guess else
+                    f"for these fields, write `- {fits[0]}:` on its own line and indent them under it" if len(fits) == 1
+                    else f"write the kind ({kinds}) with a colon on its own line, and indent the fields under it")
+            shapes.problems.append(Problem(path, line, column, f"this section starts with `{keys[0]}`, not with its "
+                                           f"kind: {hint}"))
+            continue
+        kind = found[0]
+        body = item[kind]
+        kind_line, kind_column = position(tree, (*at, kind), key=True)
+        if body is None:
+            line, column = position(tree, (*at, others[0]), key=True)
+            names = ", ".join(f"`{k}`" for k in others)
+            shapes.problems.append(Problem(
+                path, line, column, f"found `{kind}:` with nothing under it, and its fields ({names}) lined up with "
+                f"it in column {kind_column}: indent them {2} more spaces, under `{kind}:` (line {kind_line})"))
+            fields = {k: item[k] for k in others}
+        elif isinstance(body, dict):
+            inside = next(iter(body), None)
+            for key in others:
+                line, column = position(tree, (*at, key), key=True)
+                like = f"like `{inside}` (line {position(tree, (*at, kind, inside), key=True)[0]})" if inside else \
+                    f"under `{kind}:`"
+                shapes.problems.append(Problem(
+                    path, line, column, f"`{key}` is lined up with `{kind}:` (line {kind_line}), so it is not one of "
+                    f"the {kind}'s fields: indent it {like}"))
+            fields = {**{k: item[k] for k in others}, **body}
+        else:
+            line, column = position(tree, (*at, kind))
+            names = ", ".join(f"`{k}`" for k in others)
+            shapes.problems.append(Problem(
+                path, line, column, f"`{kind}:` is followed by a value instead of its fields, and {names} are lined "
+                f"up with it: put each field of the {kind} on its own line, indented under `{kind}:`"))
+            continue
+        repaired[i] = {kind: fields}
+        shapes.moved[i] = (kind, set(others))
+    if shapes.moved:
+        shapes.data = {**tree, "sections": repaired}
+    return shapes
+
+
+def _audience_problems(path: Path, tree: CommentedMap, shapes: _Shapes, slugs: Collection[str]) -> list[Problem]:
+    """Unknown authorities, found in the tree so they come out beside every other problem."""
     problems = []
-    for i, section in enumerate(issue.sections):
-        for j, slug in enumerate(section.audience or []):
-            if slug not in slugs:
-                guess = difflib.get_close_matches(slug, slugs, n=1)
+    sections = shapes.data.get("sections") if isinstance(shapes.data, dict) else None
+    for i, item in enumerate(sections if isinstance(sections, list) else []):
+        if not (isinstance(item, dict) and len(item) == 1):
+            continue
+        ((kind, body),) = item.items()
+        audience = body.get("audience") if isinstance(body, dict) else None
+        for j, slug in enumerate(audience if isinstance(audience, list) else []):
+            if isinstance(slug, str) and slug not in slugs:
+                guess = difflib.get_close_matches(slug, slugs, n=1) or difflib.get_close_matches(slug.lower(), slugs, n=1)
                 hint = f": did you mean `{guess[0]}`?" if guess else "; the list is in recipients/authorities.yaml"
-                line, column = position(tree, ("sections", i, section.kind, "audience", j))
+                line, column = position(tree, shapes.relocate(("sections", i, kind, "audience", j)))
                 problems.append(Problem(path, line, column, f"`{slug}` is not an authority{hint}"))
     return problems

@@ -61,7 +61,9 @@ def test_good_draft_loads(tmp_path: Path, authorities: dict) -> None:
 BAD = {
     "unclosed quote": (GOOD.replace("subject: Regional Update, September 2025", 'subject: "Regional Update'), 3,
                        "the quote opened on this line is not closed"),
-    "yaml syntax": (GOOD.replace("      contact: {name", "       contact: {name"), 15, "the YAML cannot be read"),
+    "yaml syntax": (GOOD.replace('start: "09:30"', 'start: "09:30'), 21, "the YAML cannot be read"),
+    "indented too far": (GOOD.replace("      contact: {name", "       contact: {name"), 15,
+                         "this line is indented more than the line above it: 7 spaces, where `body` on line 11 has 6"),
     "tab indentation": (GOOD.replace("      heading: Regional SEND", "\theading: Regional SEND"), 10,
                         "indented with a tab"),
     "unknown key": (GOOD.replace("      heading: Regional SEND", "      hedaing: Regional SEND"), 10,
@@ -154,3 +156,102 @@ def test_huge_or_nested_drafts_are_refused_quickly(tmp_path: Path, shape: str) -
     found = problems(tmp_path, text)
     assert len(found) == 1
     assert any(w in found[0][1] for w in ("nested", "values", "KB")), found
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every problem in one pass, at the line where it really is (issue 11)
+
+FIVE = """\
+title: Regional Update
+issue: 2025-10
+subject: Regional Update, October 2025
+preheader: News and events
+from: {name: West Midlands Regional Team, email: team@wmchildrensservices.org.uk}
+send_on: 2025-10-17
+sections:
+  - article:
+      heading: Regional SEND Co-ordinator
+      body: |
+        We are pleased to welcome Natalie Bevan.
+      audience: [walsall, sandwel]
+  - image:
+    src: https://wmchildrensservices.org.uk/team.jpg
+    alt: The Walsall team receiving their award
+  - events:
+      items:
+        - title: PWLE Seminar
+          sessions:
+            - {date: 2025-02-30, start: "25:00", end: "11:00"}
+"""
+
+
+def test_schema_errors_dates_times_and_authorities_come_back_together(tmp_path: Path, authorities: dict) -> None:
+    found = problems(tmp_path, FIVE, authorities)
+    assert (12, "`sandwel` is not an authority: did you mean `sandwell`?") in found, found
+    assert any(line == 14 and "`image:`" in message and "`src`, `alt`" in message for line, message in found), found
+    assert any(line == 20 and "2025-02-30 is not a day of the calendar" in message for line, message in found), found
+    assert any(line == 20 and "`25:00` is not a time" in message for line, message in found), found
+    assert [line for line, _ in found] == sorted(line for line, _ in found)
+
+
+def test_unknown_authority_is_found_beside_other_errors(tmp_path: Path, authorities: dict) -> None:
+    text = (GOOD.replace("      contact:", "      audience: [sandwel]\n      contact:")
+            .replace("date: 2025-10-15", "date: 2025-02-30"))
+    found = problems(tmp_path, text, authorities)
+    assert (15, "`sandwel` is not an authority: did you mean `sandwell`?") in found, found
+    assert any(line == 22 and "not a day of the calendar" in message for line, message in found), found
+
+
+def test_section_fields_not_indented_under_the_kind(tmp_path: Path) -> None:
+    """`- image:` with its fields lined up with it: say which key was found and where the fields go."""
+    text = GOOD.replace("  - article:\n      heading:", "  - article:\n    heading:").replace(
+        "\n      body: |\n        We are pleased to welcome Natalie Bevan.\n\n        She starts on Monday.\n"
+        "      contact:", "\n    body: Welcome.\n    contact:")
+    (line, message), = [(line, m) for line, m in problems(tmp_path, text) if "`article:`" in m]
+    assert line == 10
+    assert "`heading`" in message and "indent" in message and "under `article:`" in message, message
+
+
+def test_section_field_outdented_after_the_fields(tmp_path: Path) -> None:
+    text = GOOD.replace("      contact: {name", "    contact: {name")
+    found = problems(tmp_path, text)
+    (line, message), = [(line, m) for line, m in found if "`contact`" in m]
+    assert line == 15
+    assert "lined up with `article:` (line 9)" in message and "indent it like `heading`" in message, message
+
+
+def test_section_field_errors_are_reported_beside_the_shape_error(tmp_path: Path) -> None:
+    """The fields of a section whose shape is wrong are still checked, at their own lines."""
+    text = GOOD.replace("          cost: free\n          sessions:\n            - {date: 2025-10-15",
+                        "          cost: free\n          sessions:\n            - {date: 2025-02-30").replace(
+        "  - events:\n      items:", "  - events:\n    items:")
+    found = problems(tmp_path, text)
+    assert any("`events:`" in m and line == 17 for line, m in found), found
+    assert any("not a day of the calendar" in m and line == 21 for line, m in found), found
+
+
+OUTDENTED = """\
+title: Regional Update
+issue: 2025-10
+subject: Regional Update, October 2025
+from: {name: West Midlands Regional Team, email: team@wmchildrensservices.org.uk}
+send_on: 2025-10-17
+sections:
+  - image:
+      src: https://wmchildrensservices.org.uk/team.jpg
+    alt: The Walsall team receiving their award
+      caption: Walsall's Team of Excellence
+"""
+
+
+@pytest.mark.parametrize("bad, line, words", [
+    (OUTDENTED, 9, "this line is indented less than the lines above it"),
+    (OUTDENTED.replace("    alt:", "      alt:").replace("      caption", "     caption"), 10,
+     "this line is indented less than the lines above it"),
+    (OUTDENTED.replace("    alt:", "       alt:"), 9, "this line is indented more than the line above it"),
+    (GOOD.replace("      contact: {name", "     contact: {name"), 15, "this line is indented less than the lines above it"),
+])
+def test_yaml_indentation_error_points_at_the_line_that_is_wrong(tmp_path: Path, bad: str, line: int, words: str) -> None:
+    found = problems(tmp_path, bad)
+    assert len(found) == 1 and found[0][0] == line and words in found[0][1], found
+    assert "needs quotes" not in found[0][1]
