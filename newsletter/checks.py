@@ -19,9 +19,18 @@ from urllib.parse import urlsplit
 
 from markdown_it.token import Token
 
-from newsletter.load import Draft, Path_, Problem
+from newsletter.load import Draft, Path_, Problem, fields_at
 from newsletter.markdown import _parser
-from newsletter.model import Article, Events, Image, Letter, Link, Person, Picture
+from newsletter.model import (
+    SECTION_KINDS,
+    Article,
+    Events,
+    Image,
+    Letter,
+    Link,
+    Person,
+    Picture,
+)
 
 WARN_BYTES = 90 * 1024
 GMAIL_CLIP_KB = 102
@@ -604,6 +613,86 @@ def _no_email(draft: Draft, path: Path_, who: Person) -> Problem:
     return draft.problem(path, f"{who.name} has no email address: add their email address, or remove the contact")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# 10. Slips that leave a valid draft saying something else than meant
+
+
+def check_keys_in_text(draft: Draft) -> Iterator[Problem]:
+    """A line of a text block that looks like one of its block's own keys (`audience: [walsall]` indented two
+    spaces too far): it is read as text, shown to readers, and does nothing."""
+    for piece in texts(draft):
+        if piece.kind != "markdown":
+            continue
+        keys = set(fields_at(piece.path[:-1])) | set(fields_at(piece.path[:3])) | set(SECTION_KINDS)
+        field = str(piece.path[-1])
+        offset = 0
+        for line in piece.text.split("\n"):
+            match = KEY_IN_TEXT.match(line)
+            if match and match["key"] in keys:
+                key = match["key"]
+                owner = "event" if "items" in piece.path else str(piece.path[2])
+                yield draft.problem(piece.path, f"`{key}:` is inside the text of `{field}`, so readers will see it "
+                                    f"as text and it does nothing: if it is the {owner}'s `{key}`, indent it like "
+                                    f"`{field}:` (line {draft.where(piece.path)[0]})",
+                                    offset=offset + match.start("key"), found=line.strip())
+            offset += len(line) + 1
+
+
+KEY_IN_TEXT = re.compile(r"^\s*(?:-\s+)?(?P<key>[a-z_]+):(?:\s|$)")
+
+
+def check_send_day(draft: Draft) -> Iterator[Problem]:
+    """A send date on a Saturday or Sunday, when the readers are not at work."""
+    day = draft.issue.send_on
+    if day.weekday() >= 5:
+        friday, monday = day - dt.timedelta(days=day.weekday() - 4), day + dt.timedelta(days=7 - day.weekday())
+        yield draft.problem(("send_on",), f"the send date, {day_label(day)}, is at the weekend, when readers are not "
+                            f"at work: send it on {day_label(friday)} or {day_label(monday)}")
+
+
+def _same_address(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}?{parts.query}"
+
+
+def check_repeated_links(draft: Draft) -> Iterator[Problem]:
+    """The same address as a link in the text and again as a button or `links` entry of the same section."""
+    found_in_text: dict[Path_, dict[str, tuple[Path_, Found]]] = {}
+    for piece in texts(draft):
+        if piece.kind == "markdown" and len(piece.path) > 3:
+            inline = found_in_text.setdefault(piece.path[:3], {})
+            for link in scan_markdown(piece.text).links:
+                inline.setdefault(_same_address(link.url), (piece.path, link))
+    for path, link in link_fields(draft):
+        first = found_in_text.get(path[:3], {}).get(_same_address(link.url))
+        if first is not None:
+            at, found = first
+            line = draft.where(at, found.offset, found.found)[0]
+            yield draft.problem(path, f"this link goes where the link in the text on line {line} goes, so readers "
+                                "are given it twice: keep one of them")
+
+
+ATTACHED = re.compile(
+    r"(?i)\b(?:(?:see|find)\s+(?:the\s+)?attach(?:ed|ments?)\b|(?:is|are)\s+attached\b|"
+    r"attached\s+(?:is|are|please|you\s+will)\b|(?:I|we)(?:\s+have|['’]ve)\s+attached\b|"
+    r"the\s+attached\s+(?:document|file|form|flyer|leaflet|poster|pdf|letter|list|report|programme|agenda|dates|"
+    r"slides|guidance|presentation|sheet|information|details)\b)")
+
+
+def check_see_attached(draft: Draft) -> Iterator[Problem]:
+    """"Please find attached" in an issue that links no attachment: emails from this tool carry no files."""
+    if getattr(draft.issue, "attachments", None):
+        return
+    for piece in texts(draft):
+        section = draft.issue.sections[piece.path[1]] if piece.path[0] == "sections" else None  # type: ignore[index]
+        if getattr(section, "attachments", None):
+            continue
+        for match in ATTACHED.finditer(piece.text):
+            yield draft.problem(piece.path, f"“{match.group()}”, but nothing is attached (emails from this tool never "
+                                "carry files): add the document under `attachments:`, so the email links to it, or "
+                                "link to it in the text", offset=match.start(), found=match.group())
+
+
 ATTACHMENT_WARN_BYTES = 10 * 1024 * 1024
 
 
@@ -637,5 +726,5 @@ CHECKS: list[Callable[[Draft], Iterator[Problem]]] = [
     check_weekdays, check_past_sessions, check_register_by, check_link_text,
     check_image_alt, check_placeholder_text, check_placeholder_links, check_link_scheme,
     check_duplicate_headings, check_subject, check_preheader, check_plain_emails, check_contacts,
-    check_attachments,
+    check_keys_in_text, check_send_day, check_repeated_links, check_see_attached, check_attachments,
 ]

@@ -388,11 +388,12 @@ KINDS = {
     "placeholder link": "): put in the real one",
     "contact without email": "has no email address: add their email address, or remove the contact",
     "email not a link": "is not a link: write it as [",
+    "same link twice": "so readers are given it twice",
 }
 EXPECTED = {
     "2023-11.yaml": {"placeholder link": 5, "contact without email": 4},
-    "2025-07.yaml": {"placeholder link": 2, "contact without email": 1},
-    "2025-09.yaml": {"placeholder link": 12},
+    "2025-07.yaml": {"placeholder link": 2, "contact without email": 1, "same link twice": 1},
+    "2025-09.yaml": {"placeholder link": 12, "same link twice": 5},
 }
 
 

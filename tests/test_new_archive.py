@@ -34,11 +34,13 @@ def test_new_rolls_the_latest_draft_forward(tmp_path: Path, authorities: dict) -
     made = drafts / "2025-10.yaml"
     assert f"Created {made} from {drafts / '2025-09.yaml'}" in " ".join(result.stdout.split())
     issue = load_draft(made, authorities).issue  # valid as it stands
-    assert (issue.issue, issue.status, str(issue.send_on)) == ("2025-10", "draft", "2025-10-19")
+    # 19 October 2025 is a Sunday: the send date is the Friday before.
+    assert (issue.issue, issue.status, str(issue.send_on)) == ("2025-10", "draft", "2025-10-17")
     assert "October 2025" in issue.subject and "September 2025" not in issue.subject
     text = made.read_text(encoding="utf-8")
-    assert text.startswith("# Source:")  # the editor's comments carry over
-    # Events over by 19 October are left out and listed; later ones stay.
+    # The schema line for the editor's YAML extension, then the editor's comments, carried over.
+    assert text.startswith("# yaml-language-server: $schema=../schema/draft.schema.json\n# Source:")
+    # Events over by 17 October are left out and listed; later ones stay.
     titles = [e.title for s in issue.sections if s.kind == "events" for e in s.items]
     assert "Care Leavers Policy Workshop convened by the Rees Centre" not in titles
     assert "Regional Safeguarding Conference" in titles and "Participation Conference" in titles
