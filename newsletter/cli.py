@@ -625,19 +625,38 @@ def new(
     drafts: Annotated[Path, typer.Option("--drafts", help="The drafts folder.")] = Path("drafts"),
 ) -> None:
     """Start next month's draft from the latest one."""
-    from newsletter.new_issue import NewIssueError, create
+    from newsletter.new_issue import create
 
-    try:
-        made = create(drafts, month)
-    except NewIssueError as exc:
-        errors.print(escape(str(exc)))
-        raise typer.Exit(1) from None
+    made = create(drafts, month)
     console.print(f"Created {made.path} from {made.source}: the sections are kept as a starting point, the status "
                   "is back to draft, and the month, send date and subject are moved on a month.")
+    if made.weekend and made.send_on:
+        console.print(f"The same day of the new month, {made.weekend:%A %-d %B}, is a weekend: the send date is "
+                      f"{made.send_on:%A %-d %B} instead.")
     if made.removed:
         console.print("Left out because they will be over by the send date:")
         for title in made.removed:
             console.print(f"  • {escape(title)}")
+    if made.rewrite:
+        console.print("To rewrite for the new issue:")
+        report(made.rewrite)
+
+
+@app.command()
+def schema(
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON Schema to this file (default: print it).")] = None,
+) -> None:
+    """The JSON Schema of a draft, for editors whose YAML editor completes keys and flags mistakes as they type."""
+    from newsletter.schema import schema_text
+
+    if out is None:
+        console.print(schema_text(), markup=False, soft_wrap=True)
+        return
+    try:
+        out.write_text(schema_text(), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    console.print(f"Wrote {out}")
 
 
 @app.command()

@@ -26,7 +26,7 @@ def test_check_bad_draft_exits_1_with_located_problems(tmp_path: Path) -> None:
                    .replace("status: approved", "status: ok"), encoding="utf-8")
     result = newsletter("check", str(bad), str(DRAFTS[0]))
     assert result.returncode == 1
-    assert f"{bad}:13:9: error: `status` cannot be `ok`" in result.stderr
+    assert f"{bad}:14:9: error: `status` cannot be `ok`" in result.stderr
     assert "did you mean `article`?" in result.stderr
     assert "Traceback" not in result.stderr
     assert f"{DRAFTS[0]}: ok" in result.stdout
@@ -70,3 +70,12 @@ def test_the_cli_loads_no_renderer_smtp_or_web_stack_until_a_command_needs_it() 
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == ""
+
+
+def test_schema_command_prints_the_committed_schema(tmp_path: Path) -> None:
+    printed = newsletter("schema")
+    assert printed.returncode == 0
+    committed = (ROOT / "schema" / "draft.schema.json").read_text(encoding="utf-8")
+    assert printed.stdout.strip() == committed.strip()
+    written = newsletter("schema", "--out", str(tmp_path / "s.json"))
+    assert written.returncode == 0 and (tmp_path / "s.json").read_text(encoding="utf-8") == committed
