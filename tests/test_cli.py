@@ -54,7 +54,8 @@ def test_version_and_plain_help() -> None:
     main_help = newsletter("--help").stdout
     assert "<bool>" not in main_help and "--version" in main_help
     assert "(default: [inbox] url)" in " ".join(newsletter("inbox", "--help").stdout.split())  # not eaten as markup
-    assert "<bool>" not in newsletter("send", "--help").stdout
+    send_help = newsletter("send", "--help").stdout
+    assert "<bool>" not in send_help and "<list[" not in send_help
 
 
 def test_a_misspelt_authority_gets_a_suggestion(tmp_path: Path) -> None:
