@@ -4,6 +4,7 @@ Each issue's page is the everyone-variant of the email rendered for the web (no 
 unsubscribe tokens), beside its calendar files and its attachments (the files a draft names under
 `attachments:`, copied from the drafts folder: the email links them there, never attaches them); the
 index lists the issues newest first. A special issue (`2025-04-farewell`) has a folder of that name.
+Names, colours and templates come from the settings, the member count from `authorities.yaml`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-import jinja2
-
 from newsletter.calendar import entries
 from newsletter.config import Settings
 from newsletter.errors import OutputError
 from newsletter.model import Issue
-from newsletter.render import TEMPLATES, Web, render
+from newsletter.render import Web, environment, identity_context, render, title_of
 
 
 def published(settings: Settings, issue: Issue) -> Web:
@@ -36,22 +35,28 @@ class Page:
     issue: Issue
     folder: str
     files: list[str]
+    title: str = ""
+    """The issue's title as its masthead shows it."""
 
 
-def build(issues: Iterable[Issue], out: Path, *, drafts: Path = Path("drafts")) -> list[Page]:
+def build(issues: Iterable[Issue], out: Path, *, drafts: Path = Path("drafts"), settings: Settings | None = None,
+          members: int | None = None) -> list[Page]:
     """Write the site into `out`: index.html, and <issue>/index.html with its .ics files and attachments.
 
     Attachment files are read from `drafts`, the folder of the drafts (their paths are relative to it).
+    `settings` gives the names and brand (None: the shipped defaults); `members` is the number of
+    organisations in authorities.yaml, which the pages' footer counts.
     """
+    settings = settings or Settings()
     pages = []
     for issue in sorted((i for i in issues if i.status == "approved"), key=lambda i: i.issue, reverse=True):
         folder = out / issue.issue
         folder.mkdir(parents=True, exist_ok=True)
-        rendered = render(issue, None, web=Web(files=""), archive=True)
+        rendered = render(issue, None, web=Web(files=""), archive=True, settings=settings, members=members)
         (folder / "index.html").write_text(rendered.html, encoding="utf-8")
         (folder / "index.txt").write_text(rendered.text, encoding="utf-8")
         files = []
-        for entry in entries(issue):
+        for entry in entries(issue, settings):
             (folder / entry.filename).write_bytes(entry.data)
             files.append(entry.filename)
         for attachment in issue.attachments:
@@ -70,8 +75,8 @@ def build(issues: Iterable[Issue], out: Path, *, drafts: Path = Path("drafts")) 
                 raise OutputError(f"issue {issue.issue}: cannot publish the attachment {source}: "
                                   f"{exc.strerror or exc}") from None
             files.append(attachment.name)
-        pages.append(Page(issue, f"{issue.issue}/", files))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    (out / "index.html").write_text(env.get_template("archive-index.html.j2").render(pages=pages), encoding="utf-8")
+        pages.append(Page(issue, f"{issue.issue}/", files, title_of(issue, settings)))
+    index = environment(settings.templates_dir).get_template("archive-index.html.j2")
+    (out / "index.html").write_text(index.render(pages=pages, **identity_context(None, settings, members)),
+                                    encoding="utf-8")
     return pages

@@ -9,6 +9,9 @@ Times are wall-clock times in Europe/London as editors write them. A timed sessi
 DTSTART/DTEND with TZID=Europe/London and the VTIMEZONE that icalendar derives from zoneinfo
 (`Calendar.add_missing_timezones`, with its spring onsets corrected: see `_correct_onsets`); a
 session with no time is an all-day entry (DTSTART;VALUE=DATE, DTEND the next day).
+
+The PRODID names the list (`[list] name`) and the UIDs end in its domain (`[list] domain`), both from
+newsletter.toml: each network's calendar entries are its own.
 """
 
 from __future__ import annotations
@@ -23,11 +26,10 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar, Timezone
 from icalendar import Event as VEvent
 
+from newsletter.config import Settings
 from newsletter.markdown import to_text
 from newsletter.model import Event, Events, Issue, Link, Session
 
-PRODID = "-//West Midlands Regional Update//newsletter//EN"
-UID_DOMAIN = "wmchildrensservices.org.uk"
 LONDON = ZoneInfo("Europe/London")
 DEFAULT_LENGTH = dt.timedelta(hours=1)
 """How long a session with a start but no end time is taken to last (elapsed time)."""
@@ -49,15 +51,30 @@ class CalendarEntry:
     """The .ics file."""
 
 
-def entries(issue: Issue) -> list[CalendarEntry]:
-    """One entry per session of every event in every events section of the issue (all audiences)."""
-    return [CalendarEntry(name, event, session, _ics(issue, event, session, name))
+def entries(issue: Issue, settings: Settings | None = None) -> list[CalendarEntry]:
+    """One entry per session of every event in every events section of the issue (all audiences).
+
+    `settings` names the list in PRODID and gives the UIDs' domain (None: the shipped defaults).
+    """
+    settings = settings or Settings()
+    return [CalendarEntry(name, event, session, _ics(issue, event, session, name, settings))
             for name, event, session in _named(issue)]
 
 
-def ics(issue: Issue, event: Event, session: Session) -> bytes:
+def filenames(issue: Issue) -> list[tuple[str, Session]]:
+    """Each session's file name, without making the files: what the email links to."""
+    return [(name, session) for name, _, session in _named(issue)]
+
+
+def ics(issue: Issue, event: Event, session: Session, settings: Settings | None = None) -> bytes:
     """The .ics file of one session of an event of this issue."""
-    return _ics(issue, event, session, _filename_of(issue, event, session))
+    return _ics(issue, event, session, _filename_of(issue, event, session), settings or Settings())
+
+
+def prodid(settings: Settings) -> str:
+    """`-//West Midlands Regional Update//newsletter//EN`: the list's name, as a calendar app shows the source."""
+    name = " ".join(settings.list.name.replace("//", "/").split())
+    return f"-//{name}//newsletter//EN"
 
 
 def slug(title: str, length: int = SLUG_LENGTH) -> str:
@@ -197,13 +214,13 @@ def _change(zone: ZoneInfo, onset: dt.datetime, before: dt.timedelta, after: dt.
     return onset
 
 
-def _ics(issue: Issue, event: Event, session: Session, filename: str) -> bytes:
+def _ics(issue: Issue, event: Event, session: Session, filename: str, settings: Settings) -> bytes:
     start, end = _times(event, session)
     # A session's own place replaces the event's; the event's applies when the session names none.
     venue, online = (session.venue, session.online) if session.venue or session.online else (event.venue, event.online)
     booking = session.booking or event.booking
     vevent = VEvent.new(
-        uid=f"{filename.removesuffix('.ics')}@{UID_DOMAIN}",
+        uid=f"{filename.removesuffix('.ics')}@{settings.list.domain}",
         stamp=dt.datetime.combine(issue.send_on, dt.time(0), tzinfo=dt.timezone.utc),
         summary=event.title,
         description=_description(event, session, venue, online),
@@ -213,7 +230,7 @@ def _ics(issue: Issue, event: Event, session: Session, filename: str) -> bytes:
         end=end,
     )
     calendar = Calendar()
-    calendar.prodid = PRODID
+    calendar.prodid = prodid(settings)
     calendar.version = "2.0"
     calendar.calscale = "GREGORIAN"
     calendar.method = "PUBLISH"

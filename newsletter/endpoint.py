@@ -146,7 +146,8 @@ _HIDE_TOKENS = HideTokens()
 def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_timeout: float = BUSY_TIMEOUT,
                retry_every: float = RETRY_EVERY) -> Starlette:
     base = prefix(settings)
-    title = html.escape(settings.list.name)
+    title = html.escape(settings.list.name)  # every name on the pages is the list's, from newsletter.toml
+    colour = settings.brand.colour  # checked by the settings: `#` and six hex digits
     spool = Spool(spool_folder(settings.ledger))
     logging.getLogger("uvicorn.access").addFilter(_HIDE_TOKENS)
 
@@ -156,7 +157,7 @@ def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{heading}</title>'
             '<style>body{font:18px/1.5 -apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1f2933;'
             'max-width:36em;margin:40px auto;padding:0 16px}button{font:inherit;padding:8px 18px;'
-            'background:#183f6b;color:#fff;border:0;border-radius:4px}</style></head>'
+            f'background:{colour};color:#fff;border:0;border-radius:4px}}</style></head>'
             f"<body><main><h1>{heading}</h1>{body}</main></body></html>",
             status_code=status, headers=HEADERS | (headers or {}))
 

@@ -121,10 +121,10 @@ class Composer:
         listing = settings.list
         if not _DOT_ATOM.fullmatch(listing.id) or len(listing.id) > 200:
             raise ConfigError(f"`[list] id` in newsletter.toml is `{_show(listing.id)}`: it must be a domain-like name"
-                              " with no spaces, like regional-update.wmchildrensservices.org.uk")
+                              " with no spaces, like monthly-update.example.org")
         if not _DOMAIN.fullmatch(listing.domain):
             raise ConfigError(f"`[list] domain` in newsletter.toml is `{_show(listing.domain)}`: it must be a domain"
-                              " name in ASCII, like wmchildrensservices.org.uk (an internationalised one as xn-- labels)")
+                              " name in ASCII, like example.org (an internationalised one as xn-- labels)")
         if dkim_key and settings.dkim.selector and not _SELECTOR.fullmatch(settings.dkim.selector):
             raise ConfigError(f"`[dkim] selector` in newsletter.toml is `{_show(settings.dkim.selector)}`: it must be"
                               " letters, digits, hyphens and dots, like news2025")

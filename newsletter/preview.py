@@ -5,7 +5,7 @@ in memory, so no path can reach a file. It answers only requests addressed to it
 (127.0.0.1, localhost, [::1] with its port): a web page whose own name was pointed at 127.0.0.1 (DNS
 rebinding) could otherwise read the unpublished draft. Saving the draft reloads the page through
 server-sent events (watchfiles notices the save); a draft with errors shows them instead, and recovers
-when fixed.
+when fixed. The email is rendered with the deployment's settings (names, brand, templates), as it will be sent.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import jinja2
 import watchfiles
 
 from newsletter.checks import check
+from newsletter.config import Settings
 from newsletter.load import DraftError, Problem, load_draft
 from newsletter.recipients import Authority
 from newsletter.render import PERSONAL, TEMPLATES, Rendered, Web, render
@@ -39,9 +40,10 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 class State:
     """The draft as last read: either an issue with warnings, or the errors that stop it loading."""
 
-    def __init__(self, path: Path, authorities: dict[str, Authority]) -> None:
+    def __init__(self, path: Path, authorities: dict[str, Authority], settings: Settings | None = None) -> None:
         self.path = path
         self.authorities = authorities
+        self.settings = settings or Settings()
         self.version = 0
         self.changed = threading.Condition()
         self.refresh()
@@ -53,7 +55,7 @@ class State:
             issue, errors, warnings = None, exc.problems, []
         else:
             issue, errors = draft.issue, []
-            warnings = check(draft, render(issue, web=Web(files=CALENDAR)).size)
+            warnings = check(draft, render(issue, web=Web(files=CALENDAR), settings=self.settings).size)
         with self.changed:
             self.issue, self.errors, self.warnings = issue, errors, warnings
             self.variants: dict[str | None, Rendered] = {}
@@ -64,7 +66,8 @@ class State:
         if self.issue is None:
             return None
         if slug not in self.variants:
-            self.variants[slug] = render(self.issue, self.authorities.get(slug or ""), web=Web(files=CALENDAR))
+            self.variants[slug] = render(self.issue, self.authorities.get(slug or ""), web=Web(files=CALENDAR),
+                                         settings=self.settings)
         return self.variants[slug]
 
     def wait(self, version: int, timeout: float) -> int:
@@ -74,9 +77,13 @@ class State:
 
 
 def serve(path: Path, authorities: dict[str, Authority], port: int = 8025, host: str = "127.0.0.1",
-          ready: Callable[[str], None] | None = None, stop: threading.Event | None = None) -> None:
-    """Serve the preview until `stop` is set (or forever); `ready` gets the URL once listening."""
-    server = PreviewServer(host, port, State(path, authorities))
+          ready: Callable[[str], None] | None = None, stop: threading.Event | None = None,
+          settings: Settings | None = None) -> None:
+    """Serve the preview until `stop` is set (or forever); `ready` gets the URL once listening.
+
+    `settings` (newsletter.toml) gives the names, brand and templates; None: the shipped defaults.
+    """
+    server = PreviewServer(host, port, State(path, authorities, settings))
     stop = stop or threading.Event()
     watcher = threading.Thread(target=_watch, args=(server.state, stop), daemon=True)
     watcher.start()
@@ -168,7 +175,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _page(self) -> None:
         state = self.server.state
-        html = _pages.get_template("preview.html.j2").render(path=state.path, authorities=state.authorities.values())
+        html = _pages.get_template("preview.html.j2").render(path=state.path, authorities=state.authorities.values(),
+                                                             brand=state.settings.brand.colour)
         self._send(HTTPStatus.OK, "text/html; charset=utf-8", html.encode())
 
     def _part(self, slug: str | None, kind: str) -> None:
@@ -196,7 +204,7 @@ class Handler(BaseHTTPRequestHandler):
 
         state = self.server.state
         issue = state.issue
-        found = next((e for e in entries(issue) if e.filename == name), None) if issue else None
+        found = next((e for e in entries(issue, state.settings) if e.filename == name), None) if issue else None
         if found is not None:
             return self._send(HTTPStatus.OK, "text/calendar; charset=utf-8", found.data)
         # The draft's own attachments, as the archive will publish them beside the page: only files the draft

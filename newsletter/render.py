@@ -7,6 +7,10 @@ fills them for a clearly sample reader, so what the editor opens is what a reade
 The text part reads like a letter: the prose is kept as written, each link's words are followed by a
 number (`the booking form [1]`) and the addresses are listed after the section (`[1] https://...`), one
 line each, once per section, with nothing glued to them. Lines are at most 72 characters, but a URL.
+
+Every name, the brand colour and the logo come from `newsletter.toml` (`Settings.publication`, `.brand`),
+so another network adopts the tool without touching a template; `templates_dir` may replace templates,
+and `identity_problems` is what `check` says about all of it (contrast, logo, an override's omissions).
 """
 
 from __future__ import annotations
@@ -16,24 +20,28 @@ import datetime as dt
 import functools
 import html
 import logging
+import math
 import re
 import secrets
 import textwrap
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import jinja2
 import mjml
 from premailer import Premailer
 
 from newsletter import markdown
+from newsletter.config import Settings
 from newsletter.errors import RenderError
+from newsletter.load import Problem
 from newsletter.model import Attachment, Issue, Person, Session
 from newsletter.recipients import Authority
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
+    from collections.abc import Iterator
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 FONTS = "-apple-system, BlinkMacSystemFont, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif"
@@ -42,6 +50,11 @@ COLOUR = {
     "muted": "#4b5563", "background": "#eef1f5", "paper": "#ffffff", "footer": "#e5e9ef", "rule": "#c9d1db",
     "badge": "#1f6f3f",
 }
+"""The shipped palette; `[brand] colour` replaces brand, accent and heading (white text goes on it, and it is
+text on white paper), the rest is tuned for contrast and stays."""
+ON_BRAND = "#ffffff"
+AA_CONTRAST = 4.5
+"""WCAG 2.1 AA (1.4.3): normal-size text needs 4.5:1 against what it sits on."""
 PERSONAL = {"email": "[[email]]", "unsubscribe_url": "[[unsubscribe_url]]"}
 """Per-recipient fields, as placeholders in the rendered parts."""
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -84,17 +97,23 @@ class Web:
     """Prefix of the `.ics` links ("" = beside the page); None leaves "Add to calendar" out."""
 
 
-def render(issue: Issue, authority: Authority | None = None, *, web: Web = Web(), archive: bool = False) -> Rendered:
+def render(issue: Issue, authority: Authority | None = None, *, web: Web = Web(), archive: bool = False,
+           settings: Settings | None = None, members: int | None = None) -> Rendered:
     """One authority's variant; None renders the sections meant for everyone.
 
-    `archive` renders the public web page: no personal fields, no unsubscribe link.
+    `archive` renders the public web page: no personal fields, no unsubscribe link. `settings` gives the
+    names, brand and templates (None: the shipped defaults); `members` is how many organisations
+    `authorities.yaml` lists, which the web page's footer counts (None: it gives no number).
     """
+    settings = settings or Settings()
+    publication = settings.publication
     sections = issue.for_authority(authority.slug if authority else None)
     context = {
+        **identity_context(issue, settings, members),
         "issue": issue,
         "sections": sections,
         "contents": contents(issue, sections),
-        "audience": authority.name if authority else "an organisation in the region",
+        "audience": authority.name if authority else publication.unnamed_member,
         "personal": PERSONAL,
         "archive": archive,
         "web": web,
@@ -103,12 +122,182 @@ def render(issue: Issue, authority: Authority | None = None, *, web: Web = Web()
         "documents_anchor": DOCUMENTS_ANCHOR,
         "documents_heading": DOCUMENTS_HEADING,
         "fonts": FONTS,
-        "colour": COLOUR,
         "signature": SIGNATURE,
     }
-    source = _environment().get_template("email.mjml.j2").render(context)
-    text = _text_environment().get_template("email.txt.j2").render({**context, "refs": References()})
+    source = environment(settings.templates_dir).get_template("email.mjml.j2").render(context)
+    text_template = _text_environment(settings.templates_dir).get_template("email.txt.j2")
+    text = text_template.render({**context, "refs": References()})
     return Rendered(html=to_html(source), text=_squeeze_blank_lines(text), variant=authority.name if authority else None)
+
+
+def identity_context(issue: Issue | None, settings: Settings, members: int | None = None) -> dict[str, object]:
+    """What every template (email, archive index) knows of the publication: names, colours, logo, member count."""
+    publication = settings.publication
+    return {
+        "title": title_of(issue, settings) if issue else publication.title,
+        "publication": publication,
+        "logo": settings.brand.logo,
+        "colour": palette(settings.brand.colour),
+        "members": count_words(members) if members else None,
+    }
+
+
+def title_of(issue: Issue, settings: Settings) -> str:
+    """The masthead's title: the draft's own `title:` when it gives one, else the publication's."""
+    return issue.title if "title" in issue.model_fields_set else settings.publication.title
+
+
+def palette(brand: str) -> dict[str, str]:
+    """The colours of a rendering: the shipped palette with the brand colour where the brand shows."""
+    return {**COLOUR, "brand": brand, "accent": brand, "heading": brand}
+
+
+_NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+            "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def count_words(n: int) -> str:
+    """16 -> `sixteen`, 42 -> `forty-two`: a count in a sentence, in words up to ninety-nine, else digits."""
+    if 0 <= n < 20:
+        return _NUMBERS[n]
+    if n < 100:
+        tens, units = divmod(n, 10)
+        return _TENS[tens - 2] + (f"-{_NUMBERS[units]}" if units else "")
+    return f"{n:,}"
+
+
+# --- what `check` says about the identity and templates ------------------------------------------------
+
+
+def luminance(colour: str) -> float:
+    """WCAG 2.1 relative luminance of `#rrggbb`."""
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two `#rrggbb` colours, from 1 to 21."""
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def darker(colour: str, against: str = ON_BRAND, target: float = AA_CONTRAST) -> str:
+    """The same hue darkened just enough to reach `target` contrast with `against`: a suggestion, not a rule."""
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    for step in range(100, -1, -1):
+        candidate = "#" + "".join(f"{round(c * step / 100):02x}" for c in rgb)
+        if contrast(candidate, against) >= target:
+            return candidate
+    return "#000000"
+
+
+def ratio_text(ratio: float) -> str:
+    """`4.47:1`: rounded down, so a colour just short of 4.5 never reads as 4.5."""
+    return f"{math.floor(ratio * 100) / 100:.2f}:1"
+
+
+TEMPLATE_NAMES = ("email.mjml.j2", "email.txt.j2", "archive-index.html.j2")
+"""The templates `templates_dir` may replace (the preview's own pages are the tool's, not the brand's)."""
+
+
+def identity_problems(settings: Settings, config: Path = Path("newsletter.toml"), issue: Issue | None = None) \
+        -> list[Problem]:
+    """What `check` reports about newsletter.toml's identity: brand contrast, the logo, `templates_dir`.
+
+    With an issue, an override of the templates is rendered and must still carry what every copy needs.
+    """
+    lines = _toml_lines(config)
+
+    def problem(key: str, message: str, severity: Literal["error", "warning"] = "error") -> Problem:
+        return Problem(config, lines.get(key, 1), 1, message, severity)
+
+    problems: list[Problem] = []
+    colour = settings.brand.colour
+    ratio = contrast(colour, ON_BRAND)
+    if ratio < AA_CONTRAST:
+        suggestion = darker(colour)
+        problems.append(problem("colour", f"`[brand] colour` {colour} gives {ratio_text(ratio)} contrast with the "
+                                "white text on it (the masthead and buttons; headings are this colour on white): "
+                                f"WCAG AA needs 4.5:1. Use a darker shade, such as {suggestion} "
+                                f"({ratio_text(contrast(suggestion, ON_BRAND))})"))
+    logo = settings.brand.logo
+    if logo is not None:
+        if not logo.url.lower().startswith("https://"):
+            problems.append(problem("url", f"`[brand.logo] url` {logo.url} must start with https://: mail programs "
+                                    "block pictures from plain http"))
+        if re.search(r"\.(png|jpe?g|gif|svg|webp)$", logo.alt, re.IGNORECASE) or logo.alt.lower() in ("logo", "image"):
+            problems.append(problem("alt", f"`[brand.logo] alt` is `{logo.alt}`: say what the logo says (usually the "
+                                    "organisation's name), for readers whose mail program blocks pictures"))
+    if settings.templates_dir is not None:
+        problems += _template_problems(settings, issue, problem)
+    return problems
+
+
+def _toml_lines(config: Path) -> dict[str, int]:
+    """The line of each key in newsletter.toml (the last one wins: close enough to point at)."""
+    try:
+        text = config.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    found: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = re.match(r"\s*([A-Za-z_]+)\s*=", line)
+        if match:
+            found[match.group(1)] = number
+    return found
+
+
+def _template_problems(settings: Settings, issue: Issue | None, problem: Callable[..., Problem]) -> list[Problem]:
+    folder = settings.templates_dir
+    assert folder is not None
+    if not folder.is_dir():
+        return [problem("templates_dir", f"`templates_dir` {folder} is not a folder: make it, or remove the setting")]
+    problems = [problem("templates_dir", f"{path} is not a template the tool uses ({', '.join(TEMPLATE_NAMES)}): it "
+                        "changes nothing; check its name", "warning")
+                for path in sorted(folder.iterdir()) if path.is_file() and path.name not in TEMPLATE_NAMES]
+    if issue is None:
+        return problems
+    try:
+        member = render(issue, Authority(slug="sample", name="Sample Member Council", kind="council"),
+                        settings=settings)
+        everyone = render(issue, None, web=Web(files=""), archive=True, settings=settings, members=2)
+    except (jinja2.TemplateError, RenderError) as exc:
+        return [*problems, problem("templates_dir", f"the templates in {folder} do not render: {exc}")]
+    for what in _missing(issue, member, everyone, settings):
+        problems.append(problem("templates_dir", f"the templates in {folder} leave out {what}: every copy needs it"))
+    return problems
+
+
+def _missing(issue: Issue, member: Rendered, everyone: Rendered, settings: Settings) -> Iterator[str]:
+    """What an overriding template dropped that the shipped ones always show."""
+    import lxml.html
+
+    html_page = member.html
+    for name, marker in PERSONAL.items():
+        label = {"email": "the reader's address", "unsubscribe_url": "the unsubscribe link"}[name]
+        if marker not in html_page:
+            yield f"{label} (HTML part)"
+        if marker not in member.text:
+            yield f"{label} (text part)"
+    document = lxml.html.document_fromstring(html_page)
+    if document.get("lang") is None:
+        yield "the page's language (<html lang=...>)"
+    if not any(title_of(issue, settings) in h1.text_content() for h1 in document.iter("h1")):
+        yield "the title as a live-text heading (<h1>)"
+    if any(img.get("alt") is None for img in document.iter("img")):
+        yield "the alt text of a picture"
+    headings = [s.heading for s in issue.sections if getattr(s, "heading", None)]
+    for rendered, part in ((member, "HTML part"), (everyone, "web page")):
+        visible = " ".join(lxml.html.document_fromstring(rendered.html).text_content().split())
+        for heading in headings:
+            if " ".join(heading.split()) not in visible:
+                yield f"the heading `{heading}` ({part})"
+    text = " ".join(member.text.split())
+    for heading in headings:
+        if " ".join(heading.split()) not in text:
+            yield f"the heading `{heading}` (text part)"
 
 
 DOCUMENTS_ANCHOR = "documents"
@@ -203,7 +392,7 @@ def render_sample(issue: Issue, authority: Authority | None, settings: Settings)
     from newsletter.archive import published
     from newsletter.message import Composer
 
-    rendered = render(issue, authority, web=published(settings, issue))
+    rendered = render(issue, authority, web=published(settings, issue), settings=settings)
     address = sample_address(authority)
     fields = Composer(issue, rendered, settings, secrets.token_urlsafe(32)).personal_fields(address)
     page, text = rendered.fill(**fields)
@@ -220,9 +409,9 @@ def short_name(name: str) -> str:
 
 def _calendar_files(issue: Issue) -> dict[int, str]:
     """Session (by identity) -> its .ics file name."""
-    from newsletter.calendar import entries
+    from newsletter.calendar import filenames
 
-    return {id(entry.session): entry.filename for entry in entries(issue)}
+    return {id(session): name for name, session in filenames(issue)}
 
 
 def to_html(source: str) -> str:
@@ -318,9 +507,18 @@ def _underline(text: str, char: str = "=") -> str:
     return "\n".join([*lines, char * max(map(len, lines))])
 
 
+def _loader(templates_dir: Path | None) -> jinja2.BaseLoader:
+    """The network's own templates first (when `templates_dir` is set), then the shipped ones; `shipped/NAME`
+    is always the shipped template, so an override can `{% extends "shipped/email.mjml.j2" %}` and change a block."""
+    shipped = jinja2.FileSystemLoader(TEMPLATES)
+    own = [jinja2.FileSystemLoader(templates_dir)] if templates_dir is not None else []
+    return jinja2.ChoiceLoader([*own, jinja2.PrefixLoader({"shipped": shipped}), shipped])
+
+
 @functools.cache
-def _environment() -> jinja2.Environment:
-    env = _filters(jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+def environment(templates_dir: Path | None = None) -> jinja2.Environment:
+    """The HTML templates (autoescaped): the email's MJML and the archive index."""
+    env = _filters(jinja2.Environment(loader=_loader(templates_dir), autoescape=True,
                                       undefined=jinja2.StrictUndefined))
     env.filters["markdown"] = markdown.to_html
     env.globals["contact"] = _html_contact
@@ -328,8 +526,8 @@ def _environment() -> jinja2.Environment:
 
 
 @functools.cache
-def _text_environment() -> jinja2.Environment:
-    env = _filters(jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
+def _text_environment(templates_dir: Path | None = None) -> jinja2.Environment:
+    env = _filters(jinja2.Environment(loader=_loader(templates_dir), autoescape=False,
                                       undefined=jinja2.StrictUndefined, keep_trailing_newline=True))
     env.filters["markdown"] = lambda source, refs: markdown.to_text(source, refs=refs)
     env.filters["underline"] = _underline

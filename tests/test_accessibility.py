@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from conftest import DRAFTS
+from test_render import OWN_TEMPLATES
 
 from newsletter.load import load_draft
 from newsletter.render import Web, render
@@ -20,7 +21,8 @@ SPECIAL = Path(__file__).resolve().parent / "fixtures" / "special" / "2025-04-fa
 def html(request: pytest.FixtureRequest, authorities: dict) -> str:
     issue = load_draft(request.param, authorities).issue
     folder = f"https://wm.example.org/archive/{issue.issue}/"
-    rendered = render(issue, authorities["sandwell-childrens-trust"], web=Web(page=folder, files=folder))
+    rendered = render(issue, authorities["sandwell-childrens-trust"], web=Web(page=folder, files=folder),
+                      settings=OWN_TEMPLATES)
     page_html, _ = rendered.fill(email="zoe.smith@sandwell.example.org", unsubscribe_url="https://example.org/u/t")
     return page_html
 

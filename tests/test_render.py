@@ -3,6 +3,7 @@ the known MJML/premailer traps stay shut."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from conftest import DRAFTS
 from content import normalise, sentences, urls, without_references
 
+from newsletter.config import Settings
 from newsletter.load import load_draft
 from newsletter.model import Issue
 from newsletter.render import (
@@ -20,6 +22,11 @@ from newsletter.render import (
     render,
     render_sample,
 )
+
+
+OWN_TEMPLATES = Settings.model_validate({"templates_dir": os.environ.get("NEWSLETTER_TEMPLATES_DIR") or None})
+"""`NEWSLETTER_TEMPLATES_DIR=my-templates pytest tests/test_render.py tests/test_accessibility.py` holds a
+network's own templates (`templates_dir`) to the same fidelity and accessibility tests as the shipped ones."""
 
 
 def visible_text(html: str) -> str:
@@ -32,7 +39,7 @@ def visible_text(html: str) -> str:
 @pytest.fixture(scope="module", params=DRAFTS, ids=lambda p: p.stem)
 def rendered(request: pytest.FixtureRequest, authorities: dict) -> tuple[Path, object]:
     draft = load_draft(request.param, authorities)
-    return request.param, render(draft.issue, authorities["walsall"])
+    return request.param, render(draft.issue, authorities["walsall"], settings=OWN_TEMPLATES)
 
 
 def test_the_past_drafts_are_all_measured() -> None:
