@@ -36,7 +36,10 @@ from newsletter.load import Draft, DraftError, Problem, load_draft
 from newsletter.recipients import Authority, ListSummary, Recipient, gather, load_authorities, valid_address
 
 if TYPE_CHECKING:  # imported where they are used: `--help` and `check` must not load the renderer or SMTP
+    from newsletter.daily import IssueRun
+    from newsletter.daily import Run as DailyRun
     from newsletter.inbox import Report as InboxReport
+    from newsletter.ledger import Row
     from newsletter.model import Issue
     from newsletter.send import Job, Outcome
     from newsletter.transport import Result, Transport
@@ -63,7 +66,7 @@ class App(typer.Typer):
             sys.exit(130)
 
 
-app = App(help="The West Midlands Regional Update: check, render and send an issue.",
+app = App(help="A network's email newsletter: check, render and send an issue to every member's list.",
           no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 """Plain help (no markup mode): help text is shown as written, `[inbox]` included, with no type labels."""
 
@@ -81,7 +84,7 @@ def _main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
-    """The West Midlands Regional Update: check, render and send an issue."""
+    """A network's email newsletter: check, render and send an issue to every member's list."""
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -166,7 +169,7 @@ def check(
         except typer.Exit:
             failed += 1
             continue
-        problems = content_warnings(draft, known, settings)
+        problems = content_warnings(draft, known, settings, config)
         report(problems)
         wrong = sum(p.severity == "error" for p in problems)
         failed += bool(wrong or (problems and strict))
@@ -188,7 +191,7 @@ def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -
     from newsletter.spam import SpamAssassinMissing, score
 
     authority = next(iter(known.values()))
-    composer = Composer(issue, render(issue, authority, web=published(settings, issue)), settings,
+    composer = Composer(issue, render(issue, authority, web=published(settings, issue), settings=settings), settings,
                         settings.secret(required=False))
     message = composer.compose(Recipient(f"sample.reader@{authority.slug}.example.org", "Sample Reader",
                                          authority.slug))
@@ -209,16 +212,17 @@ def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -
     return result.points < 1.0 and not result.bad_rules
 
 
-def content_warnings(draft: Draft, known: dict[str, Authority], settings: Settings) -> list[Problem]:
-    """The content checks, with the size of the largest variant of the HTML."""
+def content_warnings(draft: Draft, known: dict[str, Authority], settings: Settings,
+                     config: Path = DEFAULT_CONFIG) -> list[Problem]:
+    """The content checks, with the size of the largest variant of the HTML; then newsletter.toml's identity."""
     from newsletter.checks import check as check_content
     from newsletter.checks import check_attachments_published
-    from newsletter.render import render
+    from newsletter.render import identity_problems, render
 
     targeted = {slug for section in draft.issue.sections for slug in section.audience or []}
-    sizes = [render(draft.issue, known.get(slug)).size for slug in [None, *sorted(targeted)]]
+    sizes = [render(draft.issue, known.get(slug), settings=settings).size for slug in [None, *sorted(targeted)]]
     return sorted(check_content(draft, max(sizes)) + check_attachments_published(draft, settings.list.archive_url),
-                  key=lambda p: (p.line, p.column))
+                  key=lambda p: (p.line, p.column)) + identity_problems(settings, config, draft.issue)
 
 
 @app.command("render")
@@ -305,6 +309,111 @@ def send(
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command()
+def daily(config: Config = DEFAULT_CONFIG) -> None:
+    """What the scheduler runs each day: read the reply mailbox, send the issue that is due, tell the team.
+
+    One lock for the whole run. Ends with a short summary (one line on an idle day) and, when something
+    happened, a report to `notify`. Exit code 0 all done, 1 something needs a person, 2 could not run.
+    """
+    from newsletter.daily import Run, send_report
+    from newsletter.healthcheck import check_in
+    from newsletter.send import exclusive
+    from newsletter.transport import opener
+
+    settings = settings_or_exit(config)
+    run = Run()
+    open_transport: Callable[[], Transport] | None = None
+    dkim_key: bytes | None = None
+    try:
+        known = authorities(settings.recipients)
+        run.names = {slug: authority.name for slug, authority in known.items()}
+        open_transport = opener(settings.transport.url, settings.transport, settings.password)
+        secret = settings.secret()
+        dkim_key = _dkim_key(settings)
+        with exclusive(settings.ledger), _ledger(settings) as ledger:
+            before = ledger.suppressed()
+            try:
+                _daily_inbox(ledger, settings, secret, run)
+                _daily_send(ledger, known, settings, open_transport, secret, dkim_key, run,
+                            "newsletter.toml" if config.exists() else "the default")
+                # Retention (forgetting what is kept too long) does not exist yet. When it does, it is a step
+                # here: under the same lock, after the send, recording what it did in `run` like the two above.
+            finally:
+                run.suppressed = [(e, ledger.suppression(e) or "") for e in sorted(ledger.suppressed() - before)]
+    except NewsletterError as exc:
+        errors.print(escape(run.stop(str(exc))))
+    except sqlite3.Error as exc:
+        errors.print(escape(run.stop(f"the ledger could not be used: {exc}")))
+    except TimeoutError:
+        errors.print(escape(run.stop("the relay or the mailbox did not answer in time")))
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        errors.print(escape(run.stop(f"{exc.strerror or exc}{where}")))
+    for line in run.summary():
+        console.print(line, markup=False)
+    if run.happened() and settings.notify:
+        said, problem = send_report(run, settings, open_transport, dkim_key)
+        if said:
+            console.print(said, markup=False)
+        if problem:
+            errors.print(escape(problem))
+    if settings.healthcheck_url:
+        problem = check_in(settings.healthcheck_url, run.exit_code() == 0, "\n".join(run.summary()))
+        if problem:
+            errors.print(escape(f"{problem} (the run's exit code is unchanged)"))
+    raise typer.Exit(run.exit_code())
+
+
+def _daily_inbox(ledger: Ledger, settings: Settings, secret: str, run: DailyRun) -> None:
+    """Bounces and unsubscribes first, so today's send honours them. A mailbox that cannot be read stops this
+    step only: the issue still goes on its day, to everyone not already suppressed."""
+    from newsletter.daily import left_for_a_person
+    from newsletter.inbox import InboxError, open_source, process
+
+    inbox = settings.inbox
+    if not inbox.url:
+        return
+    run.mailbox_read = True
+    try:
+        box = open_source(inbox.url, username=inbox.username, password=settings.imap_password, folder=inbox.folder,
+                          processed=inbox.processed, starttls=inbox.starttls, timeout=inbox.timeout)
+        with box:
+            done = process(box, ledger, secret, settings.list.id, domain=settings.list.domain)
+    except (InboxError, OSError) as exc:  # OSError: a Maildir on a full or read-only disk
+        run.mailbox = getattr(exc, "report", None)
+        errors.print(escape(run.stop(f"the reply mailbox: {getattr(exc, 'strerror', None) or exc}")))
+        return
+    run.mailbox = done
+    run.left_for_a_person = left_for_a_person(done, box.can_move)
+    if done.total:
+        _print_inbox(done)
+
+
+def _daily_send(ledger: Ledger, known: dict[str, Authority], settings: Settings, open_transport: Callable[[], Transport],
+                secret: str, dkim_key: bytes | None, run: DailyRun, rate_from: str) -> None:
+    """The issue due today, if anyone is still waiting for it; on other days nothing is checked, sent or said."""
+    from newsletter.send import due_issue, preflight, queue_recipients
+
+    found, run.unreadable = _read_drafts(known, settings)
+    chosen, _ = due_issue([d.issue for d in found.values()], dt.date.today(), settings.due_within_days,
+                          ledger.newest_issue())
+    if chosen is None:
+        return
+    run.due = chosen.issue
+    if ledger.summary(chosen.issue):  # started already: anyone new on the lists, or left by an earlier run?
+        queue_recipients(ledger, chosen, settings, list(known.values()))
+        if not any(row["pending"] + row["deferred"] + row["sending"] for row in ledger.summary(chosen.issue).values()):
+            return
+    draft = found[chosen.issue]
+    if wrong := _check_errors(draft, known, settings):
+        run.blocked.append(f"issue {chosen.issue} is due, but {draft.path} has {wrong} error(s) to fix first: "
+                           f"`newsletter check {draft.path}` lists them")
+        return
+    asyncio.run(preflight(open_transport))
+    _send_one(ledger, chosen, known, settings, None, False, open_transport, secret, dkim_key, rate_from, run)
+
+
 def _with_overrides(settings: Settings, **changes: object) -> Settings:
     """The transport settings with the command line's values, checked like the file's (so `--rate -5` is refused)."""
     from pydantic import ValidationError
@@ -337,14 +446,20 @@ def _refuse_unapproved(issue: Issue) -> None:
 
 def _refuse_check_errors(draft: Draft, known: dict[str, Authority], settings: Settings) -> None:
     """`send` stops on any error `check` finds (a missing attachment, say); warnings are counted, not repeated."""
+    if _check_errors(draft, known, settings):
+        raise typer.Exit(1)
+
+
+def _check_errors(draft: Draft, known: dict[str, Authority], settings: Settings) -> int:
+    """The errors `check` finds, listed on stderr and counted; warnings only counted, on stdout."""
     problems = content_warnings(draft, known, settings)
     wrong = [p for p in problems if p.severity == "error"]
     if wrong:
         report(wrong)
         errors.print(f"{draft.path}: {len(wrong)} error(s) to fix before this issue can be sent.")
-        raise typer.Exit(1)
-    if problems:
+    elif problems:
         console.print(f"{draft.path}: {len(problems)} warning(s); `newsletter check {draft.path}` lists them.")
+    return len(wrong)
 
 
 def _dkim_key(settings: Settings) -> bytes | None:
@@ -356,13 +471,10 @@ def _dkim_key(settings: Settings) -> bytes | None:
     return check_dkim_key(settings.dkim.key_file, settings.dkim.selector, settings.list.domain)
 
 
-def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger) -> tuple[list[Issue], bool]:
-    """The one issue the unattended job should send today (or none), saying why each other candidate is not sent;
-    and whether a draft could not be read."""
-    from newsletter.send import due_issue
-
+def _read_drafts(known: dict[str, Authority], settings: Settings) -> tuple[dict[str, Draft], list[Path]]:
+    """Every draft in drafts/ by issue, and those that could not be read (their problems listed on stderr)."""
     found: dict[str, Draft] = {}
-    broken = False
+    unreadable: list[Path] = []
     for path in sorted(settings.drafts.glob("*.yaml")):
         try:
             draft = load_draft(path, known)
@@ -370,7 +482,17 @@ def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger)
         except DraftError as exc:
             report(exc.problems)
             errors.print(f"{path}: not read, so not sent even if it is due: fix the problems above.")
-            broken = True
+            unreadable.append(path)
+    return found, unreadable
+
+
+def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger) -> tuple[list[Issue], bool]:
+    """The one issue the unattended job should send today (or none), saying why each other candidate is not sent;
+    and whether a draft could not be read."""
+    from newsletter.send import due_issue
+
+    found, unreadable = _read_drafts(known, settings)
+    broken = bool(unreadable)
     chosen, passed_over = due_issue([d.issue for d in found.values()], dt.date.today(), settings.due_within_days,
                                     ledger.newest_issue())
     for issue, why in passed_over:
@@ -384,8 +506,12 @@ def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger)
 
 def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], settings: Settings, only: list[str] | None,
               retry_failed: bool, open_transport: Callable[[], Transport], secret: str, dkim_key: bytes | None,
-              rate_from: str) -> bool:
-    """Send one issue; True when something is left failed or unsent."""
+              rate_from: str, run: DailyRun | None = None) -> bool:
+    """Send one issue; True when something is left failed or unsent.
+
+    With `run` (`newsletter daily`), nothing at all is said when nobody is waiting for the issue, and what
+    happened is recorded in `run` for the team's report.
+    """
     from newsletter.send import PACE_MARGIN, Job, queue_recipients
     from newsletter.transport import is_relay
 
@@ -398,6 +524,12 @@ def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], setting
         console.print(f"{ledger.retry_failed(issue.issue)} failed recipient(s) will be tried again.")
     job = Job(issue, members, ledger, open_transport, settings, secret, only=only, dkim_key=dkim_key)
     total = job.remaining()
+    watch = None
+    if run is not None:
+        watch = _watch(run, ledger, issue, settings)
+        if watch is None:
+            return False
+        job.on_result = watch.result
     if is_relay(settings.transport.url) and total:
         per_minute = settings.transport.rate_per_minute
         console.print(f"Issue {issue.issue}: paced at {per_minute:g} a minute ({rate_from}): about "
@@ -405,6 +537,8 @@ def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], setting
     try:
         outcome = _run_with_progress(job, total)
     finally:
+        if watch is not None:
+            watch.end(ledger, job.outcome)
         _print_status(ledger, issue, known)
     if outcome.recovered:
         console.print(f"[yellow]{outcome.recovered} message(s) were in flight when the last run stopped "
@@ -418,6 +552,22 @@ def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], setting
     elif outcome.stopped == "interrupted":
         console.print("[yellow]Stopped. Run the same command again to send the rest.[/]")
     return job.remaining() > 0 or outcome.failed > 0
+
+
+def _watch(run: DailyRun, ledger: Ledger, issue: Issue, settings: Settings) -> IssueRun | None:
+    """The daily run's record of this issue, or None when nobody is waiting for it (rows left in flight by a
+    killed run count: the job sends them again)."""
+    from newsletter.daily import IssueRun
+    from newsletter.transport import is_relay
+
+    counts = ledger.summary(issue.issue).values()
+    waiting = sum(row["pending"] + row["deferred"] + row["sending"] for row in counts)
+    if not waiting:
+        return None
+    rate = settings.transport.rate_per_minute if is_relay(settings.transport.url) else None
+    run.issue = IssueRun(issue.issue, f"{issue.title}, {issue.edition_label}", sum(row["sent"] for row in counts),
+                         rate)
+    return run.issue
 
 
 def _duration(seconds: float) -> str:
@@ -439,9 +589,12 @@ def _run_with_progress(job: Job, total: int) -> Outcome:
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"Sending {job.issue.issue}", total=total)
         started = last_line = time.monotonic()
+        listener = job.on_result  # the daily run's record, when there is one
 
-        def advance(row: object, result: Result) -> None:
+        def advance(row: Row, result: Result) -> None:
             nonlocal last_line
+            if listener is not None:
+                listener(row, result)
             if result.status == "deferred":
                 return
             progress.advance(task)
@@ -556,7 +709,8 @@ def preview(
             open_browser(url)
 
     try:
-        serve(draft, authorities(settings_or_exit(config).recipients), port=port, ready=ready)
+        settings = settings_or_exit(config)
+        serve(draft, authorities(settings.recipients), port=port, ready=ready, settings=settings)
     except OSError as exc:
         errors.print(f"Cannot listen on port {port}: {exc.strerror}. Try another with --port.")
         raise typer.Exit(2) from None
@@ -600,7 +754,7 @@ def proof(
         failures = 0
         async with open_transport() as transport:
             for variant in variants:
-                rendered = render(issue, variant, web=published(settings, issue))
+                rendered = render(issue, variant, web=published(settings, issue), settings=settings)
                 composer = Composer(issue, rendered, settings, secret, proof=True)
                 for address in addresses:
                     result = await transport.deliver(composer.compose(Recipient(address, "", variant.slug)))
@@ -668,14 +822,15 @@ def archive(
     """Write the web archive: every approved issue, newest first, with its calendar files."""
     from newsletter.archive import build
 
-    known = authorities(settings_or_exit(config).recipients)
+    settings = settings_or_exit(config)
+    known = authorities(settings.recipients)
     issues = [open_draft(path, known).issue for path in sorted(drafts.glob("*.yaml"))]
     if not any(issue.status == "approved" for issue in issues):
         errors.print(f"No approved issue in {drafts}/ to publish: the archive holds approved issues only.")
         raise typer.Exit(1)
-    pages = build(issues, output_folder(out), drafts=drafts)
+    pages = build(issues, output_folder(out), drafts=drafts, settings=settings, members=len(known))
     for page in pages:
-        console.print(f"{out / page.folder}index.html ({len(page.files)} calendar file(s))")
+        console.print(f"{out / page.folder / 'index.html'} ({len(page.files)} calendar file(s))")
     console.print(f"{out / 'index.html'}: {len(pages)} issue(s)")
 
 
@@ -818,3 +973,22 @@ def _print_inbox(done: InboxReport) -> None:
         table.add_row(*(escape(str(cell)) for cell in row))
     console.print(table)
     console.print(done.summary())
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The new deployment's folder (made if need be).")],
+    title: Annotated[Optional[str], typer.Option("--title", help="The newsletter's name, like \"Monthly Update\".")] = None,
+    network: Annotated[Optional[str], typer.Option("--network", help="The network's name, as in \"a member of the ...\".")] = None,
+    domain: Annotated[Optional[str], typer.Option("--domain", help="Your domain: addresses, Message-IDs, List-Id.")] = None,
+) -> None:
+    """Start a newsletter for your own network: settings, two example members, a first draft. Never overwrites."""
+    from newsletter.init import create
+
+    made = create(folder, title=title, network=network, domain=domain)
+    for path in made.written:
+        console.print(f"Wrote {path}")
+    for path in made.kept:
+        console.print(f"Kept {path}: it was already there")
+    console.print(f"Next: cd {folder}, edit newsletter.toml (names, brand, sender), then "
+                  f"`newsletter check {made.draft.relative_to(folder)}`. README.md lists the steps.")

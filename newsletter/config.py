@@ -7,6 +7,7 @@ missing file means the embedded defaults: the local outbox, so everything runs w
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import sys
@@ -14,10 +15,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from newsletter.errors import ConfigError
-from newsletter.model import Email, Line, Url
+from newsletter.healthcheck import CheckInUrl
+from newsletter.model import Email, Line, Sender, Url
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
@@ -78,7 +80,59 @@ class DkimSettings(Section):
     key_file: Path | None = None
 
 
+def _colour(value: str) -> str:
+    """`#183f6b` (or `#183F6B`, `#fff`): a colour as every mail program reads it, in lower-case six digits."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not re.fullmatch(r"#(?:[0-9a-f]{3}){1,2}", text):
+        raise ValueError(f"`{value}` is not a colour: write it as # and six hex digits, like #183f6b")
+    return text if len(text) == 7 else "#" + "".join(c * 2 for c in text[1:])
+
+
+Colour = Annotated[str, AfterValidator(_colour)]
+
+
+class PublicationSettings(Section):
+    """Who publishes the newsletter and for whom: every name the emails, archive and pages show."""
+
+    title: Line = "Regional Update"
+    """The publication's name (a draft's own `title:` replaces it in that issue's masthead)."""
+    network: Line = "West Midlands children’s services network"
+    """The network's name: the footer says "a member of the" network."""
+    masthead: Line = "West Midlands children’s services"
+    """The words beside the month under the title."""
+    readers: Line = "staff"
+    """Who receives it: the web version says it goes each month to them, of the N member organisations."""
+    unnamed_member: Line = "an organisation in the region"
+    """What "you work for ..." says in the copy meant for every member (each member's own copy names it)."""
+    sender: Sender = Sender(name="West Midlands Regional Team", email="regional.update@wmchildrensservices.org.uk")
+    """Who the issues are from: `newsletter init` writes it into the first draft."""
+    postal_address: Line | None = None
+    """Optional: shown in the footer."""
+    privacy_url: Url | None = None
+    """The privacy notice (UK GDPR transparency): linked from every footer."""
+
+
+class LogoSettings(Section):
+    url: Url
+    """The logo's hosted address (https://): emails link pictures, never carry them."""
+    alt: Line
+    """What the logo says, for readers whose mail program blocks pictures."""
+    width: Annotated[int, Field(ge=40, le=600)] = 160
+    """Pixels."""
+
+
+class BrandSettings(Section):
+    colour: Colour = "#183f6b"
+    """The masthead, buttons and headings: white text goes on it, so `check` wants 4.5:1 contrast."""
+    logo: LogoSettings | None = None
+    """Optional, above the title; the title stays text, for mail programs that block pictures."""
+
+
 class Settings(Section):
+    publication: PublicationSettings = PublicationSettings()
+    brand: BrandSettings = BrandSettings()
+    templates_dir: Path | None = None
+    """Templates that replace the shipped ones of the same name (see the README for the safe blocks)."""
     list: ListSettings = ListSettings()
     transport: TransportSettings = TransportSettings()
     dkim: DkimSettings = DkimSettings()
@@ -89,6 +143,10 @@ class Settings(Section):
     """Where `send --due` looks for the issue to send."""
     due_within_days: Annotated[int, Field(ge=0)] = 7
     """`send --due` sends an approved issue at most this many days after its send date, never last year's."""
+    notify: tuple[Email, ...] = ()
+    """Who gets `newsletter daily`'s run report, through the transport, on days when something happened."""
+    healthcheck_url: CheckInUrl | None = None
+    """A cron monitor's check-in URL, told success or failure at the end of every `newsletter daily`."""
 
     @property
     def password(self) -> str | None:

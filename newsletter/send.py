@@ -295,7 +295,8 @@ class Job:
 
     def _composer(self, slug: str) -> Composer:
         if slug not in self.composers:
-            rendered = render(self.issue, self.authorities[slug], web=published(self.settings, self.issue))
+            rendered = render(self.issue, self.authorities[slug], web=published(self.settings, self.issue),
+                              settings=self.settings)
             self.composers[slug] = Composer(self.issue, rendered, self.settings, self.secret, dkim_key=self.dkim_key)
         return self.composers[slug]
 
