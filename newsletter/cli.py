@@ -397,7 +397,7 @@ def _daily_send(ledger: Ledger, known: dict[str, Authority], settings: Settings,
 
     found, run.unreadable = _read_drafts(known, settings)
     chosen, _ = due_issue([d.issue for d in found.values()], dt.date.today(), settings.due_within_days,
-                          ledger.newest_issue())
+                          ledger.newest_issue(), ledger.unfinished_issues())
     if chosen is None:
         return
     run.due = chosen.issue
@@ -494,7 +494,7 @@ def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger)
     found, unreadable = _read_drafts(known, settings)
     broken = bool(unreadable)
     chosen, passed_over = due_issue([d.issue for d in found.values()], dt.date.today(), settings.due_within_days,
-                                    ledger.newest_issue())
+                                    ledger.newest_issue(), ledger.unfinished_issues())
     for issue, why in passed_over:
         console.print(f"Issue {issue.issue}: not sent: {why}.")
     if chosen is None:

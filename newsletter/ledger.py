@@ -246,6 +246,11 @@ class Ledger:
                 "WHERE issue = ? AND status IN ('pending', 'deferred') "
                 "AND email NOT IN (SELECT email FROM suppressions)", (note, now, now, issue)).rowcount
 
+    def unfinished_issues(self) -> set[str]:
+        """Issues with readers still waiting: a run stopped (a daily cap, a crash) before everyone had it."""
+        return {i for (i,) in self.db.execute(
+            "SELECT DISTINCT issue FROM deliveries WHERE status IN ('pending', 'deferred', 'sending')")}
+
     def newest_issue(self) -> str | None:
         """The newest issue this ledger has started: the unattended job never sends one older than it."""
         (newest,) = self.db.execute("SELECT max(issue) FROM deliveries").fetchone()

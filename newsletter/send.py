@@ -105,14 +105,16 @@ async def preflight(open_transport: Callable[[], Transport]) -> None:
         await open_transport().verify()
 
 
-def due_issue(issues: list[Issue], today: dt.date, within_days: int,
-              newest_started: str | None) -> tuple[Issue | None, list[tuple[Issue, str]]]:
+def due_issue(issues: list[Issue], today: dt.date, within_days: int, newest_started: str | None,
+              unfinished: Collection[str] = ()) -> tuple[Issue | None, list[tuple[Issue, str]]]:
     """The issue the unattended job sends today, if any, and why each other approved, past-dated one is not.
 
     Due means approved, its send date come, and no more than `within_days` ago: a new deployment whose
     drafts/ holds last year's approved issues must not mail them. An issue older than one this ledger has
     already started is never due (an October draft found after November went out). Of several due, only
-    the newest goes. Naming a draft sends it whatever this says.
+    the newest goes. An issue this ledger has started and not finished (`unfinished`: stopped at a daily
+    cap, say) stays due past the window, so nobody on its lists is skipped. Naming a draft sends it
+    whatever this says.
     """
     due: list[Issue] = []
     passed_over: list[tuple[Issue, str]] = []
@@ -120,7 +122,7 @@ def due_issue(issues: list[Issue], today: dt.date, within_days: int,
         if issue.status != "approved" or issue.send_on > today:
             continue
         age = (today - issue.send_on).days
-        if age > within_days:
+        if age > within_days and issue.issue not in unfinished:
             passed_over.append((issue, f"its send date was {age} days ago (more than due_within_days = "
                                        f"{within_days}); send it by name if you mean it"))
         elif newest_started is not None and issue.issue < newest_started:

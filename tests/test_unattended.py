@@ -110,6 +110,20 @@ def test_due_never_sends_an_issue_older_than_one_already_started(tmp_path: Path)
     assert len(outbox_messages(outbox)) == len(everyone())
 
 
+def test_an_issue_stopped_part_way_stays_due_past_the_window_so_nobody_is_skipped(tmp_path: Path) -> None:
+    """A run stopped at the daily cap (or killed) and picked up after due_within_days still finishes."""
+    drafts = tmp_path / "drafts"
+    drafts.mkdir()
+    draft_for(drafts, "2999-05", TODAY - dt.timedelta(days=30))
+    with Ledger(tmp_path / "ledger.db") as ledger:  # what a run that stopped part-way left behind
+        ledger.enqueue("2999-05", [Row(e, "", "walsall") for e in everyone()[:3]])
+    outbox = tmp_path / "outbox"
+    result = run("send", "--due", "--config", str(config(tmp_path, f"outbox:{outbox}")), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "not sent" not in result.stdout
+    assert len(outbox_messages(outbox)) == len(everyone())
+
+
 def test_of_two_due_issues_only_the_newest_goes(tmp_path: Path) -> None:
     drafts = tmp_path / "drafts"
     drafts.mkdir()
