@@ -2,7 +2,7 @@
 
     python -m bench                 # the full run (about 8–9 minutes on 2 cores)
     python -m bench --tiny          # every benchmark on a tiny size, a minute: does it all still work?
-    python -m bench --only send     # some sections: render, send, pacing, scale (scale includes resume)
+    python -m bench --only send     # some sections: render, send (with DKIM), pacing, scale (with resume)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bench.common import BENCH, ROOT, SBIN, Figure, Missing, Plan
 
 SECTIONS = {"render": render, "send": send, "pacing": pacing, "scale": scale}
 PACKAGES = ("newsletter", "mjml-python", "premailer", "jinja2", "pydantic", "ruamel.yaml", "email-validator",
-            "aiosmtplib", "dkimpy", "itsdangerous", "aiosmtpd", "cryptography")
+            "aiosmtplib", "dkimpy", "itsdangerous", "aiosmtpd", "cryptography", "pynacl")
 
 
 def main() -> int:
@@ -118,6 +118,8 @@ def plan_text(plan: Plan) -> str:
             f"(DKIM off) and {plan.send_dkim_recipients:,} (DKIM on) recipients ×{plan.send_repeats} at N="
             f"{', '.join(map(str, plan.send_connections))}; pacing {plan.pacing_rate:.0f}/min for "
             f"{plan.pacing_seconds:.0f} s ×{plan.pacing_repeats}; "
+            f"DKIM: {plan.signature_messages} signatures ×{plan.signature_repeats} ({plan.dkimpy_messages} with "
+            f"dkimpy), send {plan.dkim_recipients:,} off/RSA/Ed25519 at N={plan.dkim_connections} ×{plan.dkim_repeats}; "
             f"scale {plan.scale_sizes[0]:,} ×{plan.scale_repeats[0]}"
             f" and {plan.scale_sizes[1]:,} ×{plan.scale_repeats[1]}; resume ×{plan.resume_repeats}")
 

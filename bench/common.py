@@ -52,13 +52,22 @@ class Plan:
     scale_sizes: tuple[int, int] = (1_000, 100_000)
     scale_repeats: tuple[int, int] = (3, 2)
     resume_repeats: int = 3
+    signature_messages: int = 200
+    dkimpy_messages: int = 20
+    signature_repeats: int = 5
+    dkim_recipients: int = 3_000
+    dkim_connections: int = 4
+    dkim_repeats: int = 3
+    install_node: bool = True
+    """Install the `mjml` npm package into bench/node/ when it is missing (`python -m bench`); the tests never do."""
 
     @classmethod
     def tiny(cls) -> Plan:
         return cls(drafts=(SAMPLE,), render_repeats=1, mjml_warmup=1, mjml_batches=2, mjml_per_batch=1,
                    check_repeats=1, send_recipients=64, send_dkim_recipients=16, send_connections=(1, 2),
                    send_repeats=1, pacing_seconds=2.0, pacing_connections=2, pacing_repeats=1,
-                   scale_sizes=(32, 96), scale_repeats=(1, 1), resume_repeats=1)
+                   scale_sizes=(32, 96), scale_repeats=(1, 1), resume_repeats=1, signature_messages=4,
+                   dkimpy_messages=2, signature_repeats=1, dkim_recipients=48, dkim_connections=2, dkim_repeats=1)
 
 
 @dataclasses.dataclass
@@ -220,6 +229,17 @@ def dkim_key(directory: Path) -> Path:
     path = directory / "dkim.pem"
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                        serialization.NoEncryption()))
+    return path
+
+
+def ed25519_key(directory: Path) -> Path:
+    """A fresh Ed25519 key in PEM (PKCS#8), for DKIM's ed25519-sha256 (RFC 8463)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    path = directory / "dkim-ed25519.pem"
+    path.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return path
 
 

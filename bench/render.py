@@ -52,7 +52,7 @@ def mjml_step(plan: Plan) -> list[Figure]:
     from newsletter.recipients import load_authorities
     from newsletter.render import render
 
-    node = ensure_node_modules()
+    node = ensure_node_modules(install=plan.install_node)
     authorities = load_authorities(AUTHORITIES)
     known = {a.slug: a for a in authorities}
     sources: dict[str, str] = {}
@@ -117,10 +117,14 @@ def _python_mjml(mjml: object, source: str, plan: Plan) -> list[float]:
     return batches
 
 
-def ensure_node_modules() -> str:
-    """bench/node/node_modules (the `mjml` package pinned in bench/node/package.json), installed when missing."""
+def ensure_node_modules(*, install: bool = True) -> str:
+    """bench/node/node_modules (the `mjml` package pinned in bench/node/package.json), installed when missing
+    (`npm install`, from the npm registry) unless `install` is false: then a missing package skips the benchmark."""
     node = tool("node", "nodejs")
     if not (NODE_DIR / "node_modules" / "mjml" / "package.json").exists():
+        if not install:
+            raise Missing("the `mjml` npm package is not in bench/node/node_modules (`python -m bench` installs it;"
+                          " the tests never do)")
         npm = shutil.which("npm")
         if not npm:
             raise Missing("`npm` is not installed: apt-get install npm")

@@ -7,6 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import dkim as signing
 from bench.common import (AUTHORITIES, SAMPLE, SECRET, UNSUBSCRIBE_URL, Figure, Plan, dkim_key, ratio_runs,
                           run_worker, smtp_sink, tool, write_lists)
 
@@ -98,4 +99,4 @@ def smtp_source(source: str, port: int, sessions: int, count: int, message: Path
     return count / elapsed
 
 
-BENCHMARKS = (throughput,)
+BENCHMARKS = (throughput, *signing.BENCHMARKS)

@@ -1,11 +1,14 @@
 """One send of the sample issue through the product's own code path, in a fresh interpreter.
 
     python -m bench.worker --port PORT --recipients DIR --ledger FILE [--connections N] [--rate R] [--dkim-key PEM]
+                           [--signer product|cryptography]
 
 Queues everyone on the lists in DIR (newsletter.send.queue_recipients), renders the sixteen variants, then
 runs newsletter.send.Job over newsletter.transport.opener to smtp://127.0.0.1:PORT, and prints one line
-of JSON: how many were sent, the seconds each phase took, and the process's peak RSS. A fresh process
-per send keeps one run's memory and warm caches out of the next one's figures.
+of JSON: how many were sent, the seconds each phase took (and the CPU seconds of the send), the process's
+peak RSS, and what signed. With `--signer cryptography` the messages are signed by newsletter.signing even
+before message.py uses it (bench/dkim.py); `product` (the default) signs as message.py does. A fresh
+process per send keeps one run's memory and warm caches out of the next one's figures.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench.common import SAMPLE, SECRET, UNSUBSCRIBE_URL
+from bench.dkim import use_signing
 
 
 def peak_rss_kb() -> int:
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1e9)
     parser.add_argument("--dkim-key", type=Path)
     parser.add_argument("--draft", type=Path, default=SAMPLE)
+    parser.add_argument("--signer", choices=("product", "cryptography"), default="product")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -60,6 +65,9 @@ def main() -> None:
     authorities = load_authorities(args.recipients / "authorities.yaml")
     issue = load_draft(args.draft, {a.slug: a for a in authorities}).issue
     key = args.dkim_key.read_bytes() if args.dkim_key else None
+    signer = "none"
+    if key:
+        signer = use_signing() if args.signer == "cryptography" else "as message.py signs"
     imported = time.perf_counter()
 
     with Ledger(settings.ledger) as ledger:
@@ -70,14 +78,17 @@ def main() -> None:
         for authority in authorities:
             job._composer(authority.slug)  # what Job.run does first; done here so the send is timed on its own
         rendered = time.perf_counter()
+        cpu = time.process_time()
         outcome = asyncio.run(job.run())
         finished = time.perf_counter()
+        cpu = time.process_time() - cpu
         summary = ledger.summary(issue.issue)
     print(json.dumps({
         "sent": outcome.sent, "deferred": outcome.deferred, "failed": outcome.failed,
         "ledger_sent": sum(row["sent"] for row in summary.values()),
         "startup_s": imported - started, "queue_s": queued - imported, "render_s": rendered - queued,
         "send_s": finished - rendered, "total_s": finished - started, "peak_rss_kb": peak_rss_kb(),
+        "send_cpu_s": cpu, "signer": signer,
     }))
 
 

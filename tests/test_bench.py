@@ -1,10 +1,13 @@
 """Every benchmark in bench/ run on a tiny size, so they cannot rot (the real run is `python -m bench`).
 
 Benchmarks that need Postfix's smtp-sink/smtp-source or Node are skipped where those are not installed.
+The tests never install anything: the Node comparison runs only if `python -m bench` has already put the
+`mjml` npm package into bench/node/node_modules (no package registry is reached at test time).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -14,10 +17,10 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))  # `bench` is a folder at the root, beside `newsletter`
 
-from bench import pacing, render, scale, send  # noqa: E402
+from bench import dkim, pacing, render, scale, send  # noqa: E402
 from bench.common import Figure, Missing, Plan  # noqa: E402
 
-PLAN = Plan.tiny()
+PLAN = dataclasses.replace(Plan.tiny(), install_node=False)
 
 
 def run(benchmark) -> list[Figure]:  # noqa: ANN001
@@ -47,6 +50,19 @@ def test_mjml_against_node() -> None:
     assert by_name(figures, "Node time / mjml-python time").median > 0
 
 
+def test_the_tests_never_run_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without bench/node/node_modules the Node comparison is skipped, never installed (that is python -m bench's)."""
+    (tmp_path / "package.json").write_text("{}")
+    monkeypatch.setattr(render, "NODE_DIR", tmp_path)
+    monkeypatch.setattr(render, "tool", lambda name, package: f"/usr/bin/{name}")
+    ran: list[object] = []
+    monkeypatch.setattr(render.subprocess, "run", lambda *args, **kwargs: ran.append(args))
+    with pytest.raises(Missing, match="the tests never do"):
+        render.mjml_step(PLAN)
+    assert ran == []
+    assert Plan().install_node and Plan.tiny().install_node and not PLAN.install_node
+
+
 def test_check_command() -> None:
     run(render.check_command)
 
@@ -54,6 +70,66 @@ def test_check_command() -> None:
 def test_send_throughput() -> None:
     figures = run(send.throughput)
     assert by_name(figures, "product send, DKIM on, N=1").median > 0
+
+
+def test_dkim_signature_cost() -> None:
+    figures = run(dkim.signature_cost)
+    dkimpy = by_name(figures, "relaxed/simple")
+    ours = by_name(figures, "RSA-SHA256, with the variant's body pieces")
+    assert ours.median * 5 < dkimpy.median  # OpenSSL's RSA and a body hashed mostly once: far below dkimpy's
+
+
+def test_dkim_send_on_and_off() -> None:
+    figures = run(dkim.on_off)
+    ratio = by_name(figures, "DKIM on (RSA) / DKIM off")
+    assert ratio.target == "≥ 0.8" and ratio.met is not None
+    assert "newsletter.signing" in by_name(figures, "DKIM on (RSA-SHA256").note
+
+
+def test_the_bench_stand_in_signs_as_message_py_will() -> None:
+    """Until message.py signs with newsletter.signing, the bench's stand-in for dkim.sign does, with the body
+    pieces `_Part.encode` returned: they must join to the body, and dkimpy must verify the result."""
+    import base64
+    import tempfile
+
+    import dkim as dkimpy
+    from cryptography.hazmat.primitives import serialization
+
+    from bench.common import dkim_key
+    from newsletter import message
+    from newsletter.config import Settings
+    from newsletter.load import load_draft
+    from newsletter.message import Composer
+    from newsletter.recipients import Recipient
+    from newsletter.render import render as render_issue
+
+    if dkim.wired():
+        pytest.skip("message.py signs with newsletter.signing itself: no stand-in needed")
+    issue = load_draft(ROOT / "drafts" / "2025-09.yaml").issue
+    composer = Composer(issue, render_issue(issue), Settings(), "k")
+    with dkim.captured_parts() as recent:
+        for i, name in enumerate(["Zoë Okafor", "Priya Sharma"]):
+            data = composer.compose(Recipient(f"r{i}@walsall.example.org", name, "walsall")).data
+            pieces = dkim.body_pieces(data, recent)
+            assert pieces is not None and b"".join(pieces) == data.split(b"\r\n\r\n", 1)[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        pem = dkim_key(Path(tmp)).read_bytes()
+    public = serialization.load_pem_private_key(pem, None).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    settings = Settings.model_validate({"dkim": {"selector": "bench"}})
+    original = message.dkim
+    with dkim.captured_parts() as recent:
+        message.dkim = stand_in = dkim.SigningStandIn(recent)
+        try:
+            signed = [Composer(issue, render_issue(issue), settings, "k", dkim_key=pem).compose(
+                Recipient(f"r{i}@walsall.example.org", "Zoë Okafor", "walsall")).data for i in range(3)]
+        finally:
+            message.dkim = original
+    assert stand_in.with_pieces == 3
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    for data in signed:
+        assert b"c=relaxed/relaxed" in data[:400]
+        assert dkimpy.verify(data, dnsfunc=lambda name, timeout=5: record)
 
 
 def test_pacing() -> None:
@@ -75,4 +151,5 @@ def test_plan_sizes_are_what_the_issue_asks() -> None:
     full = Plan()
     assert full.send_recipients == 10_000 and full.send_connections == (1, 4, 8)
     assert full.scale_sizes == (1_000, 100_000) and full.pacing_rate == 600 and full.pacing_seconds == 30
+    assert full.dkim_recipients == 3_000 and full.dkim_connections == 4
     assert Path(ROOT / "bench" / "node" / "package.json").exists()
