@@ -28,7 +28,7 @@ from newsletter.checks import check
 from newsletter.config import Settings
 from newsletter.load import DraftError, Problem, load_draft
 from newsletter.recipients import Authority
-from newsletter.render import PERSONAL, TEMPLATES, Rendered, Web, render
+from newsletter.render import PERSONAL, Rendered, Web, render, shipped_templates
 
 SAMPLE = {"email": "you@example.org", "unsubscribe_url": "#unsubscribe"}
 assert SAMPLE.keys() == PERSONAL.keys()
@@ -133,7 +133,7 @@ def _watch(state: State, stop: threading.Event) -> None:
             state.refresh()
 
 
-_pages = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+_pages = jinja2.Environment(loader=shipped_templates(), autoescape=True,
                             undefined=jinja2.StrictUndefined)
 
 

@@ -43,7 +43,8 @@ from newsletter.recipients import Authority
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = "newsletter.templates"
+"""The shipped templates: the top-level templates/ folder, installed as this package (see pyproject.toml)."""
 FONTS = "-apple-system, BlinkMacSystemFont, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif"
 COLOUR = {
     "brand": "#183f6b", "accent": "#183f6b", "heading": "#183f6b", "link": "#1a5ea8", "text": "#1f2933",
@@ -510,9 +511,14 @@ def _underline(text: str, char: str = "=") -> str:
 def _loader(templates_dir: Path | None) -> jinja2.BaseLoader:
     """The network's own templates first (when `templates_dir` is set), then the shipped ones; `shipped/NAME`
     is always the shipped template, so an override can `{% extends "shipped/email.mjml.j2" %}` and change a block."""
-    shipped = jinja2.FileSystemLoader(TEMPLATES)
+    shipped = shipped_templates()
     own = [jinja2.FileSystemLoader(templates_dir)] if templates_dir is not None else []
     return jinja2.ChoiceLoader([*own, jinja2.PrefixLoader({"shipped": shipped}), shipped])
+
+
+def shipped_templates() -> jinja2.BaseLoader:
+    """The templates that come with the package, found by import (a wheel, an sdist or an editable install)."""
+    return jinja2.PackageLoader(TEMPLATES, ".")
 
 
 @functools.cache
