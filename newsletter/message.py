@@ -38,13 +38,13 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Protocol
 
-import dkim
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, ListError, NewsletterError
 from newsletter.model import Issue
 from newsletter.render import PERSONAL, Rendered, short_name
+from newsletter.signing import Signer
 from newsletter.unsubscribe import make_token
 
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-id", b"list-unsubscribe",
@@ -142,6 +142,8 @@ class Composer:
         # Headers that are the same for every recipient are encoded once.
         reply_to = _ascii_address(issue.reply_to, "the draft's `reply_to`", ConfigError) if issue.reply_to else None
         from_address = _ascii_address(issue.sender.email, "the draft's `from` email", ConfigError)
+        self.signer = Signer(dkim_key, settings.dkim.selector, listing.domain, include_headers=[
+            h for h in SIGNED_HEADERS if h != b"reply-to" or reply_to]) if dkim_key and settings.dkim.selector else None
         self.head = b"".join([
             _mailbox("From", issue.sender.name, from_address),
             _header("Subject", _unstructured(self.subject)),
@@ -174,7 +176,6 @@ class Composer:
         return {"email": address, "unsubscribe_url": one_click or mailto}
 
     def compose(self, recipient: Addressee) -> Outgoing:
-        listing = self.settings.list
         address = recipient.email if _ADDRESS.fullmatch(recipient.email) else _ascii_address(recipient.email)
         mailto, one_click = self.unsubscribe_links(address)
         message_id = self._message_id(address)
@@ -184,12 +185,10 @@ class Composer:
         personal = b"".join([to, f"Date: {date}\r\nMessage-ID: {message_id}\r\n".encode(),
                              _header("List-Unsubscribe", unsubscribe), self.one_click_header if one_click else b""])
         fields = {"email": address, "unsubscribe_url": one_click or mailto}
-        data = b"".join([self.head, personal, self.tail, b"\r\n", *self.parts[0].encode(fields),
-                         *self.parts[1].encode(fields), self.closing])
-        if self.dkim_key and self.settings.dkim.selector:
-            signed = [h for h in SIGNED_HEADERS if h != b"reply-to" or self.issue.reply_to]
-            data = dkim.sign(data, self.settings.dkim.selector.encode(), listing.domain.encode(), self.dkim_key,
-                             include_headers=signed) + data
+        body = [*self.parts[0].encode(fields), *self.parts[1].encode(fields), self.closing]
+        data = b"".join([self.head, personal, self.tail, b"\r\n", *body])
+        if self.signer:
+            data = self.signer.sign(data, body) + data
         return Outgoing(sender=self.sender, recipient=address, data=data, message_id=message_id, crlf=True)
 
     def _message_id(self, address: str) -> str:

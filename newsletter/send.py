@@ -79,8 +79,9 @@ def exclusive(ledger_path: Path) -> Iterator[None]:
     try:
         handle = open(f"{real}.lock", "w")
     except OSError as exc:
-        raise JobError(f"cannot lock the ledger {ledger_path}: {exc.strerror or exc} (is its folder writable?)") \
-            from None
+        raise JobError(
+            f"cannot lock the ledger {ledger_path}: {exc.strerror or exc} (is its folder writable?)"
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -89,8 +90,9 @@ def exclusive(ledger_path: Path) -> Iterator[None]:
         yield
 
 
-def queue_recipients(ledger: Ledger, issue: Issue, settings: Settings, authorities: list[Authority],
-                     only: Collection[str] | None = None) -> dict[str, ListSummary]:
+def queue_recipients(
+    ledger: Ledger, issue: Issue, settings: Settings, authorities: list[Authority], only: Collection[str] | None = None
+) -> dict[str, ListSummary]:
     """Add everyone on the lists to the ledger (once each, suppressions honoured); returns the list report."""
     summaries: dict[str, ListSummary] = {}
     people = gather(settings.recipients, authorities, ledger.suppressed(), only, summaries)
@@ -105,8 +107,9 @@ async def preflight(open_transport: Callable[[], Transport]) -> None:
         await open_transport().verify()
 
 
-def due_issue(issues: list[Issue], today: dt.date, within_days: int, newest_started: str | None,
-              unfinished: Collection[str] = ()) -> tuple[Issue | None, list[tuple[Issue, str]]]:
+def due_issue(
+    issues: list[Issue], today: dt.date, within_days: int, newest_started: str | None, unfinished: Collection[str] = ()
+) -> tuple[Issue | None, list[tuple[Issue, str]]]:
     """The issue the unattended job sends today, if any, and why each other approved, past-dated one is not.
 
     Due means approved, its send date come, and no more than `within_days` ago: a new deployment whose
@@ -123,22 +126,33 @@ def due_issue(issues: list[Issue], today: dt.date, within_days: int, newest_star
             continue
         age = (today - issue.send_on).days
         if age > within_days and issue.issue not in unfinished:
-            passed_over.append((issue, f"its send date was {age} days ago (more than due_within_days = "
-                                       f"{within_days}); send it by name if you mean it"))
+            passed_over.append(
+                (
+                    issue,
+                    f"its send date was {age} days ago (more than due_within_days = "
+                    f"{within_days}); send it by name if you mean it",
+                )
+            )
         elif newest_started is not None and issue.issue < newest_started:
-            passed_over.append((issue, f"issue {newest_started} has already gone out and this one is older; "
-                                       "send it by name if you mean it"))
+            passed_over.append(
+                (
+                    issue,
+                    f"issue {newest_started} has already gone out and this one is older; "
+                    "send it by name if you mean it",
+                )
+            )
         else:
             due.append(issue)
     for issue in due[:-1]:
-        passed_over.append((issue, f"issue {due[-1].issue} is due too and is newer; send this one by name if you "
-                                   "mean it"))
+        passed_over.append(
+            (issue, f"issue {due[-1].issue} is due too and is newer; send this one by name if you mean it")
+        )
     return (due[-1] if due else None), passed_over
 
 
 def check_dkim_key(key_file: Path, selector: str | None, domain: str) -> bytes:
     """The DKIM key, proven to sign: a file that is not a key must stop the run before anyone is queued."""
-    import dkim
+    from newsletter.signing import Signer
 
     if not selector:
         raise ConfigError("[dkim] key_file is set but selector is not: set both in newsletter.toml, or neither")
@@ -147,11 +161,7 @@ def check_dkim_key(key_file: Path, selector: str | None, domain: str) -> bytes:
     except OSError as exc:
         raise ConfigError(f"cannot read the DKIM key {key_file}: {exc.strerror or exc}") from None
     probe = b"From: probe@" + domain.encode() + b"\r\nSubject: probe\r\n\r\nprobe\r\n"
-    try:
-        dkim.sign(probe, selector.encode(), domain.encode(), key, include_headers=[b"from", b"subject"])
-    except Exception as exc:  # dkimpy raises several unrelated types for a bad key
-        raise ConfigError(f"the DKIM key {key_file} cannot sign ({exc}): it must be an RSA private key in PEM "
-                          "form") from None
+    Signer(key, selector, domain, name=f"the DKIM key {key_file}").sign(probe)
     return key
 
 
@@ -164,9 +174,19 @@ class Job:
     raises one error that says why. MAX_REFUSED_IN_A_ROW permanent refusals running stop it the same way.
     """
 
-    def __init__(self, issue: Issue, authorities: list[Authority], ledger: Ledger, open_transport: Callable[[], Transport],
-                 settings: Settings, secret: str, *, only: Collection[str] | None = None, dkim_key: bytes | None = None,
-                 on_result: Callable[[Row, Result], None] | None = None) -> None:
+    def __init__(
+        self,
+        issue: Issue,
+        authorities: list[Authority],
+        ledger: Ledger,
+        open_transport: Callable[[], Transport],
+        settings: Settings,
+        secret: str,
+        *,
+        only: Collection[str] | None = None,
+        dkim_key: bytes | None = None,
+        on_result: Callable[[Row, Result], None] | None = None,
+    ) -> None:
         self.issue = issue
         self.authorities = {a.slug: a for a in authorities}
         self.ledger = ledger
@@ -221,8 +241,12 @@ class Job:
         self.stop.set()
 
     def remaining(self) -> int:
-        return sum(n for row in self.ledger.summary(self.issue.issue).values()
-                   for status, n in row.items() if status in ("pending", "deferred"))
+        return sum(
+            n
+            for row in self.ledger.summary(self.issue.issue).values()
+            for status, n in row.items()
+            if status in ("pending", "deferred")
+        )
 
     async def _produce(self, queue: asyncio.Queue[Row]) -> None:
         while not self.stop.is_set():
@@ -291,14 +315,17 @@ class Job:
             self.on_result(row, dataclasses.replace(result, status=status, reply=reply))
         self.refused_in_a_row = self.refused_in_a_row + 1 if result.status == "failed" else 0
         if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW:
-            raise JobError(f"the relay refused {self.refused_in_a_row} readers in a row (the last: {reply}); "
-                           "stopped so the rest are not marked failed too. Fix the cause, then run "
-                           "`newsletter send DRAFT --retry-failed`")
+            raise JobError(
+                f"the relay refused {self.refused_in_a_row} readers in a row (the last: {reply}); "
+                "stopped so the rest are not marked failed too. Fix the cause, then run "
+                "`newsletter send DRAFT --retry-failed`"
+            )
 
     def _composer(self, slug: str) -> Composer:
         if slug not in self.composers:
-            rendered = render(self.issue, self.authorities[slug], web=published(self.settings, self.issue),
-                              settings=self.settings)
+            rendered = render(
+                self.issue, self.authorities[slug], web=published(self.settings, self.issue), settings=self.settings
+            )
             self.composers[slug] = Composer(self.issue, rendered, self.settings, self.secret, dkim_key=self.dkim_key)
         return self.composers[slug]
 

@@ -170,8 +170,13 @@ def test_a_damaged_ledger_is_refused_never_treated_as_new(tmp_path: Path, damage
             path.unlink()
         with sqlite3.connect(ledger_path) as db:
             db.execute("CREATE TABLE notes (text)")
-    for command in (["send", SEPTEMBER], ["status", SEPTEMBER], ["suppress", "list"], ["recipients", "check"],
-                    ["report", SEPTEMBER, "--out", str(tmp_path / "reports")]):
+    for command in (
+        ["send", SEPTEMBER],
+        ["status", SEPTEMBER],
+        ["suppress", "list"],
+        ["recipients", "check"],
+        ["report", SEPTEMBER, "--out", str(tmp_path / "reports")],
+    ):
         result = run(*command, "--config", str(settings))
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert_one_clear_line(result)
@@ -198,8 +203,9 @@ def smtp_config(tmp_path: Path, server: Server, **transport: object) -> Path:
 
 def run_with_password(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NEWSLETTER_SECRET": "s", "NEWSLETTER_SMTP_PASSWORD": "wrong"}
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def test_a_refused_login_ends_the_send_at_once_with_the_relays_reply(tmp_path: Path) -> None:
@@ -281,13 +287,20 @@ def test_a_dkim_key_that_is_not_a_key_stops_before_anyone_is_queued(tmp_path: Pa
     result = run("send", SEPTEMBER, "--config", str(settings))
     assert result.returncode == 2
     assert_one_clear_line(result)
-    assert f"the DKIM key {key} cannot sign" in result.stderr
+    assert f"the DKIM key {key}" in result.stderr and "private key" in result.stderr
     assert outbox_messages(outbox) == []
 
 
-@pytest.mark.parametrize(("option", "value"), [("--connections", "-1"), ("--connections", "0"), ("--rate", "-5"),
-                                               ("--transport", "smtp://127.0.0.1:abc"),
-                                               ("--transport", "smtp://127.0.0.1:99999")])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--connections", "-1"),
+        ("--connections", "0"),
+        ("--rate", "-5"),
+        ("--transport", "smtp://127.0.0.1:abc"),
+        ("--transport", "smtp://127.0.0.1:99999"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_happens(tmp_path: Path, option: str, value: str) -> None:
     result = run("send", SEPTEMBER, option, value, "--config", str(config(tmp_path, f"outbox:{tmp_path / 'o'}")))
     assert result.returncode == 2
@@ -317,8 +330,10 @@ def test_a_paced_send_says_how_long_it_will_take(tmp_path: Path) -> None:
     with Server() as server:
         result = run("send", SEPTEMBER, "--config", str(config(tmp_path, server.url, rate_per_minute=6000)))
     assert result.returncode == 0, result.stderr
-    assert (f"Issue 2025-09: paced at 6000 a minute (newsletter.toml): about under a minute for "
-            f"{len(everyone())} reader(s).") in result.stdout
+    assert (
+        f"Issue 2025-09: paced at 6000 a minute (newsletter.toml): about under a minute for "
+        f"{len(everyone())} reader(s)."
+    ) in result.stdout
     status = run("status", SEPTEMBER, "--failed", "--config", str(config(tmp_path, server.url)))
     assert "No failures for issue 2025-09." in status.stdout
 
@@ -332,9 +347,13 @@ def test_readers_suppressed_during_a_slow_run_get_nothing_more(tmp_path: Path) -
     issue = load_draft(SEPTEMBER).issue
     suppressed: set[str] = set()
     with Server(Handler(delay=0.03)) as server:
-        settings = Settings.model_validate({"transport": {"url": server.url, "rate_per_minute": 60_000,
-                                                          "connections": 2, "timeout": 2},
-                                            "ledger": tmp_path / "ledger.db", "recipients": ROOT / "recipients"})
+        settings = Settings.model_validate(
+            {
+                "transport": {"url": server.url, "rate_per_minute": 60_000, "connections": 2, "timeout": 2},
+                "ledger": tmp_path / "ledger.db",
+                "recipients": ROOT / "recipients",
+            }
+        )
         with Ledger(settings.ledger) as ledger:
             queue_recipients(ledger, issue, settings, known)
         outcome: dict[str, Outcome] = {}
@@ -355,8 +374,9 @@ def test_readers_suppressed_during_a_slow_run_get_nothing_more(tmp_path: Path) -
             taken = {e for (e,) in other.execute("SELECT email FROM deliveries WHERE status IN ('sending', 'sent')")}
             for (address,) in other.execute("SELECT email FROM deliveries").fetchall():
                 if address not in taken:
-                    other.execute("INSERT INTO suppressions VALUES (?, 'unsubscribed', 'endpoint', ?)",
-                                  (address, time.time()))
+                    other.execute(
+                        "INSERT INTO suppressions VALUES (?, 'unsubscribed', 'endpoint', ?)", (address, time.time())
+                    )
                     suppressed.add(address)
             other.execute("COMMIT")
         thread.join(timeout=60)
