@@ -39,8 +39,14 @@ class Page:
     """The issue's title as its masthead shows it."""
 
 
-def build(issues: Iterable[Issue], out: Path, *, drafts: Path = Path("drafts"), settings: Settings | None = None,
-          members: int | None = None) -> list[Page]:
+def build(
+    issues: Iterable[Issue],
+    out: Path,
+    *,
+    drafts: Path = Path("drafts"),
+    settings: Settings | None = None,
+    members: int | None = None,
+) -> list[Page]:
     """Write the site into `out`: index.html, and <issue>/index.html with its .ics files and attachments.
 
     Attachment files are read from `drafts`, the folder of the drafts (their paths are relative to it).
@@ -64,19 +70,25 @@ def build(issues: Iterable[Issue], out: Path, *, drafts: Path = Path("drafts"), 
                 continue
             source = drafts / attachment.file
             if attachment.name in files:
-                raise OutputError(f"issue {issue.issue}: the attachment {attachment.file} has the name of a calendar "
-                                  "file of the issue: rename it")
+                raise OutputError(
+                    f"issue {issue.issue}: the attachment {attachment.file} has the name of a calendar "
+                    "file of the issue: rename it"
+                )
             try:
                 shutil.copyfile(source, folder / attachment.name)
             except FileNotFoundError:
-                raise OutputError(f"issue {issue.issue}: the attachment {source} is not there: put the file beside "
-                                  "the draft, or correct `file:` (`newsletter check` lists every such problem)") from None
+                raise OutputError(
+                    f"issue {issue.issue}: the attachment {source} is not there: put the file beside "
+                    "the draft, or correct `file:` (`newsletter check` lists every such problem)"
+                ) from None
             except OSError as exc:
-                raise OutputError(f"issue {issue.issue}: cannot publish the attachment {source}: "
-                                  f"{exc.strerror or exc}") from None
+                raise OutputError(
+                    f"issue {issue.issue}: cannot publish the attachment {source}: {exc.strerror or exc}"
+                ) from None
             files.append(attachment.name)
         pages.append(Page(issue, f"{issue.issue}/", files, title_of(issue, settings)))
     index = environment(settings.templates_dir).get_template("archive-index.html.j2")
-    (out / "index.html").write_text(index.render(pages=pages, **identity_context(None, settings, members)),
-                                    encoding="utf-8")
+    (out / "index.html").write_text(
+        index.render(pages=pages, **identity_context(None, settings, members)), encoding="utf-8"
+    )
     return pages

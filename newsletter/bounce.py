@@ -50,6 +50,7 @@ from newsletter.unsubscribe import BadToken, read_token
 Kind = Literal["hard_bounce", "soft_bounce", "delayed", "unsubscribe", "auto_reply", "unknown"]
 KINDS: tuple[Kind, ...] = ("hard_bounce", "soft_bounce", "delayed", "unsubscribe", "auto_reply", "unknown")
 
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Failure:
     """One recipient a bounce reports: `address` as we sent it when the report says (Original-Recipient)."""
@@ -82,19 +83,27 @@ OUR_ID = re.compile(r"<(\d{4}-(?:0[1-9]|1[0-2])(?:-[a-z0-9]+)*)\.[0-9a-f]{8,64}@
 ENHANCED_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 SMTP_REPLY = re.compile(r"(?<![\d.#])([45]\d\d)(?=[ -]\s*\S)")
 UNSUBSCRIBE = re.compile(r"^\s*unsubscribe(?:\s+(\S+))?\s*$", re.IGNORECASE)
-AUTO_SUBJECT = re.compile(r"^\s*(?:automatic reply|auto(?:matic)?[ -]?(?:reply|response|respond)|autoreply|"
-                          r"out of (?:the )?office|ooo\b|away from (?:the|my) office|auto:)", re.IGNORECASE)
-BOUNCE_SUBJECT = re.compile(r"undeliver|delivery (?:status notification|has failed|failure|failed|problem|warning)|"
-                            r"failure notice|returned mail|mail delivery (?:failed|failure|system)|non-?delivery|"
-                            r"could not be delivered|address not found|message not delivered|delivery incomplete|"
-                            r"delayed mail|warning: could not send", re.IGNORECASE)
+AUTO_SUBJECT = re.compile(
+    r"^\s*(?:automatic reply|auto(?:matic)?[ -]?(?:reply|response|respond)|autoreply|"
+    r"out of (?:the )?office|ooo\b|away from (?:the|my) office|auto:)",
+    re.IGNORECASE,
+)
+BOUNCE_SUBJECT = re.compile(
+    r"undeliver|delivery (?:status notification|has failed|failure|failed|problem|warning)|"
+    r"failure notice|returned mail|mail delivery (?:failed|failure|system)|non-?delivery|"
+    r"could not be delivered|address not found|message not delivered|delivery incomplete|"
+    r"delayed mail|warning: could not send",
+    re.IGNORECASE,
+)
 DAEMONS = ("mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster", "mail-delivery-subsystem", "mdaemon")
-COPY_MARKERS = re.compile(r"^\s*(?:-{2,}\s*Below this line is a copy of the message|"
-                          r"-{2,}\s*This is a copy of the message|-{2,}\s*Original message|"
-                          r"-{2,}\s*The header of the original message|Original message headers:|"
-                          r"-{2,}\s*START OF RETURNED MESSAGE|Here is a copy of the first part of the message|"
-                          r"(?:Return-Path|Received):\s)",  # a returned header block pasted into the notice
-                          re.IGNORECASE | re.MULTILINE)
+COPY_MARKERS = re.compile(
+    r"^\s*(?:-{2,}\s*Below this line is a copy of the message|"
+    r"-{2,}\s*This is a copy of the message|-{2,}\s*Original message|"
+    r"-{2,}\s*The header of the original message|Original message headers:|"
+    r"-{2,}\s*START OF RETURNED MESSAGE|Here is a copy of the first part of the message|"
+    r"(?:Return-Path|Received):\s)",  # a returned header block pasted into the notice
+    re.IGNORECASE | re.MULTILINE,
+)
 SOFT_WORDS = re.compile(
     # the mailbox or the message, not the address
     r"mail ?(?:box|folder)(?: is)? full|quota|(?:out of|insufficient(?: system)?|exceeded(?: its| the)?) storage|"
@@ -107,12 +116,16 @@ SOFT_WORDS = re.compile(
     r"too many (?:connections|messages|hops)|rate limit|looping|mail loop|loop detected|command died|while being processed|try to resend|"
     r"timed? ?out|not (?:reachable|responding)|did not respond|no answer from host|(?:can't|could not|unable to) "
     r"connect|connection (?:refused|failed|lost)|unavailable or busy|server busy|queue too long|queue period|"
-    r"aborted after|failed \d+ attempts|after \d+ attempt", re.IGNORECASE)
-HARD_WORDS = re.compile(r"user unknown|unknown user|no such (?:user|mailbox|recipient|address)|"
-                        r"does not exist|doesn't exist|no mailbox|not found|invalid (?:recipient|address|mailbox)|"
-                        r"recipient (?:address )?rejected|mailbox unavailable|account (?:has been )?disabled|"
-                        r"not recognized|no longer (?:valid|exists|in use)|permanent error|address rejected",
-                        re.IGNORECASE)
+    r"aborted after|failed \d+ attempts|after \d+ attempt",
+    re.IGNORECASE,
+)
+HARD_WORDS = re.compile(
+    r"user unknown|unknown user|no such (?:user|mailbox|recipient|address)|"
+    r"does not exist|doesn't exist|no mailbox|not found|invalid (?:recipient|address|mailbox)|"
+    r"recipient (?:address )?rejected|mailbox unavailable|account (?:has been )?disabled|"
+    r"not recognized|no longer (?:valid|exists|in use)|permanent error|address rejected",
+    re.IGNORECASE,
+)
 SOFT_PERMANENT = {"5.2.2", "5.2.3", "5.3.4"}
 """5.x.x codes about the mailbox or message rather than the address: mailbox full, message too big."""
 SOFT_REPLIES = {"552", "554"}
@@ -156,15 +169,27 @@ def _classify(msg: email.message.Message, raw: bytes, secret: str | None, domain
     if not failures and not reported and _looks_like_bounce(msg):
         failures = _heuristic_failures(msg)
         if not failures:
-            return Classified("unknown", (), issue, "looks like a bounce but names no address that can be read",
-                              **common)
+            return Classified(
+                "unknown", (), issue, "looks like a bounce but names no address that can be read", **common
+            )
     failures = _drop_own(msg, failures)
     if failures:
-        kind: Kind = ("delayed" if all(f.delayed for f in failures)
-                      else "hard_bounce" if any(f.kind == "hard" for f in failures) else "soft_bounce")
+        kind: Kind = (
+            "delayed"
+            if all(f.delayed for f in failures)
+            else "hard_bounce"
+            if any(f.kind == "hard" for f in failures)
+            else "soft_bounce"
+        )
         reason = "; ".join(dict.fromkeys(f.reason for f in failures))
-        return Classified(kind, tuple(dict.fromkeys(f.address for f in failures)), issue, short(reason),
-                          failures=tuple(failures), **common)
+        return Classified(
+            kind,
+            tuple(dict.fromkeys(f.address for f in failures)),
+            issue,
+            short(reason),
+            failures=tuple(failures),
+            **common,
+        )
     if reported:
         return Classified("unknown", (), issue, f"delivery report without a failure ({', '.join(reported)})", **common)
 
@@ -172,16 +197,18 @@ def _classify(msg: email.message.Message, raw: bytes, secret: str | None, domain
     if match:
         token = match.group(1)
         if not token:
-            return Classified("unknown", (), issue, "asks to unsubscribe without a token: a person should check who",
-                              **common)
+            return Classified(
+                "unknown", (), issue, "asks to unsubscribe without a token: a person should check who", **common
+            )
         if not secret:
             return Classified("unknown", (), issue, "unsubscribe request: no secret to check its token", **common)
         try:
             address, list_id = read_token(token, secret)
         except BadToken as exc:
             return Classified("unknown", (), issue, f"unsubscribe request with an {exc} token: not trusted", **common)
-        return Classified("unsubscribe", (address.lower(),), issue, "unsubscribe request (signed token)",
-                          list_id=list_id, **common)
+        return Classified(
+            "unsubscribe", (address.lower(),), issue, "unsubscribe request (signed token)", list_id=list_id, **common
+        )
 
     automatic = _auto_reply(msg, subject)
     if automatic:
@@ -273,8 +300,15 @@ def _dsn_failures(msg: email.message.Message) -> tuple[list[Failure], list[str]]
                 reason = said
             else:
                 reason = " ".join(x for x in (status, said or what) if x)
-            failures.append(Failure(address, kind, short(reason), final if original and final != original else None,
-                                    delayed=what == "delayed"))
+            failures.append(
+                Failure(
+                    address,
+                    kind,
+                    short(reason),
+                    final if original and final != original else None,
+                    delayed=what == "delayed",
+                )
+            )
     return failures, list(dict.fromkeys(actions))
 
 
@@ -299,8 +333,13 @@ def _deletion(part: email.message.Message, beside: Callable[[str], str]) -> list
     if not address:
         return []
     window = beside(address)
-    return [Failure(address, _evidence(window) or "soft",
-                    short(_reason_from_text(window) or "deleted unread by the recipient's mail system"))]
+    return [
+        Failure(
+            address,
+            _evidence(window) or "soft",
+            short(_reason_from_text(window) or "deleted unread by the recipient's mail system"),
+        )
+    ]
 
 
 def _diagnostic(value: str) -> str:
@@ -309,14 +348,14 @@ def _diagnostic(value: str) -> str:
     if re.match(r"^[A-Za-z][\w-]*\s*;", text):
         text = text.split(";", 1)[1].strip()
     first = re.match(r"^[45]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3}\s+)?", text)
-    head, rest = (text[:first.end()], text[first.end():]) if first else ("", text)
+    head, rest = (text[: first.end()], text[first.end() :]) if first else ("", text)
     rest = re.sub(r"(?:^|\s)[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?=\s)", "", rest)
     return " ".join(head.replace("-", " ", 1).split() + rest.split())
 
 
 def _status_comment(value: str, code: re.Match[str] | None) -> str:
     """What a Status field says besides its code: `5.0.0 (recipient reached disk quota)`, `553 Too big`."""
-    text = value[code.end():] if code else value
+    text = value[code.end() :] if code else value
     return " ".join(text.split()).strip("() ")
 
 
@@ -375,13 +414,17 @@ def _unicode_char(match: re.Match[str]) -> str:
 def _looks_like_bounce(msg: email.message.Message) -> bool:
     """Worth asking flufl.bounce about: its heuristics are only for what a mail system sent."""
     sender = email.utils.parseaddr(_header(msg, "from"))[1].lower()
-    return (sender.split("@")[0] in DAEMONS
-            or (not sender and "<>" in _header(msg, "from"))  # a null sender: only mail systems use one
-            or bool(BOUNCE_SUBJECT.search(_header(msg, "subject")))
-            or (msg.get_content_type() == "multipart/report"
-                and str(msg.get_param("report-type") or "").lower() != "disposition-notification")
-            or "x-failed-recipients" in msg
-            or "x-ms-exchange-message-is-ndr" in msg)
+    return (
+        sender.split("@")[0] in DAEMONS
+        or (not sender and "<>" in _header(msg, "from"))  # a null sender: only mail systems use one
+        or bool(BOUNCE_SUBJECT.search(_header(msg, "subject")))
+        or (
+            msg.get_content_type() == "multipart/report"
+            and str(msg.get_param("report-type") or "").lower() != "disposition-notification"
+        )
+        or "x-failed-recipients" in msg
+        or "x-ms-exchange-message-is-ndr" in msg
+    )
 
 
 def _heuristic_failures(msg: email.message.Message) -> list[Failure]:
@@ -398,9 +441,14 @@ def _heuristic_failures(msg: email.message.Message) -> list[Failure]:
             kind = _evidence(window)
             if kind is None and not delayed and (kind := _evidence(notice)):
                 said = notice
-            failures.append(Failure(address, "soft" if delayed else kind or "hard",
-                                    short(_reason_from_text(said) or ("delayed" if delayed else "failed")),
-                                    delayed=delayed))
+            failures.append(
+                Failure(
+                    address,
+                    "soft" if delayed else kind or "hard",
+                    short(_reason_from_text(said) or ("delayed" if delayed else "failed")),
+                    delayed=delayed,
+                )
+            )
     return failures
 
 
@@ -424,7 +472,7 @@ def _notice_text(msg: email.message.Message) -> str:
     visit(msg)
     text = "\n".join(texts)
     marker = COPY_MARKERS.search(text)
-    return text[:marker.start()] if marker else text
+    return text[: marker.start()] if marker else text
 
 
 def _window(text: str, address: str) -> str:
@@ -432,10 +480,10 @@ def _window(text: str, address: str) -> str:
     at = text.lower().find(address)
     if at < 0:
         return text
-    rest = text[at:at + 800]
+    rest = text[at : at + 800]
     # Stop at the next recipient paragraph (qmail: a blank line then <addr>:)
     stop = re.search(r"\n\s*\n\s*<[^>\s]+@[^>\s]+>:", rest)
-    return rest[:stop.start()] if stop else rest
+    return rest[: stop.start()] if stop else rest
 
 
 def _evidence(text: str) -> Literal["hard", "soft"] | None:
@@ -460,6 +508,7 @@ def _evidence(text: str) -> Literal["hard", "soft"] | None:
 def _reason_from_text(text: str) -> str:
     """A short diagnosis: in the first paragraph that gives a code (else says what happened, else the
     first paragraph), the lines from the one that does, unwrapped, without the address they start with."""
+
     def code(line: str) -> str:
         return next((".".join(m.groups()) for m in ENHANCED_STATUS.finditer(line) if m.group(1) != "2"), "")
 
@@ -477,7 +526,7 @@ def _reason_from_text(text: str) -> str:
     for test in (coded, worded):
         lines = next((lines for lines in paragraphs if test(" ".join(lines))), None)
         if lines:
-            said = unwrapped(lines[next((i for i, line in enumerate(lines) if test(line)), 0):])
+            said = unwrapped(lines[next((i for i, line in enumerate(lines) if test(line)), 0) :])
             break
     status = code(said)
     return f"{status} {said}".strip() if status and status not in said else said
@@ -502,7 +551,8 @@ def _auto_reply(msg: email.message.Message, subject: str) -> str | None:
         return f"automatic reply (subject: {short(subject, 60)})"
     report_type = (msg.get_param("report-type") or "") if msg.get_content_type() == "multipart/report" else ""
     if str(report_type).lower() == "disposition-notification" or any(
-            p.get_content_type() == "message/disposition-notification" for p in msg.walk()):
+        p.get_content_type() == "message/disposition-notification" for p in msg.walk()
+    ):
         return "read receipt"
     return None
 
@@ -532,6 +582,4 @@ def _text(part: email.message.Message) -> str:
 
 def short(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
+    return text if len(text) <= limit else text[: limit - 1] + "…"

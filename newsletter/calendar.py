@@ -1,4 +1,4 @@
-""""Add to calendar" files: one iCalendar (.ics) file per session of every event in an issue.
+""" "Add to calendar" files: one iCalendar (.ics) file per session of every event in an issue.
 
 Each file is a VCALENDAR with one VEVENT, made with the `icalendar` library (never hand-written), so
 escaping, CRLF line endings and folding at 75 octets are the library's. Files are reproducible: the UID
@@ -57,8 +57,10 @@ def entries(issue: Issue, settings: Settings | None = None) -> list[CalendarEntr
     `settings` names the list in PRODID and gives the UIDs' domain (None: the shipped defaults).
     """
     settings = settings or Settings()
-    return [CalendarEntry(name, event, session, _ics(issue, event, session, name, settings))
-            for name, event, session in _named(issue)]
+    return [
+        CalendarEntry(name, event, session, _ics(issue, event, session, name, settings))
+        for name, event, session in _named(issue)
+    ]
 
 
 def filenames(issue: Issue) -> list[tuple[str, Session]]:
@@ -95,10 +97,13 @@ def slug(title: str, length: int = SLUG_LENGTH) -> str:
 
 
 def _sessions(issue: Issue) -> list[tuple[Event, Session]]:
-    return [(event, session)
-            for section in issue.sections if isinstance(section, Events)
-            for event in section.items
-            for session in event.sessions]
+    return [
+        (event, session)
+        for section in issue.sections
+        if isinstance(section, Events)
+        for event in section.items
+        for session in event.sessions
+    ]
 
 
 def _named(issue: Issue) -> list[tuple[str, Event, Session]]:
@@ -152,8 +157,10 @@ def _times(event: Event, session: Session) -> tuple[dt.date | dt.datetime, dt.da
             # The second 01:xx of the October change: TZID local time cannot say which one, so UTC.
             end = end.astimezone(dt.timezone.utc)
     if end.astimezone(dt.timezone.utc) <= start.astimezone(dt.timezone.utc):
-        raise ValueError(f"{event.title!r} on {session.date}: the session ends ({session.end:%H:%M}) "
-                         f"before it starts ({session.start:%H:%M})")
+        raise ValueError(
+            f"{event.title!r} on {session.date}: the session ends ({session.end:%H:%M}) "
+            f"before it starts ({session.start:%H:%M})"
+        )
     return start, end
 
 

@@ -38,8 +38,21 @@ SUBJECT_MAX = 78
 EXAMPLE_LINK = "“Book a place on the PWLE seminar”"
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = ["", "January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
+MONTHS = [
+    "",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 def check(draft: Draft, html_size: int | None = None) -> list[Problem]:
@@ -301,12 +314,40 @@ def _names(words: list[str]) -> str:
     return "|".join(sorted(forms, key=len, reverse=True))
 
 
-_WEEKDAY_WORDS = {"monday": 0, "mon": 0, "tuesday": 1, "tues": 1, "tue": 1, "wednesday": 2, "weds": 2, "wed": 2,
-                  "thursday": 3, "thurs": 3, "thur": 3, "thu": 3, "friday": 4, "fri": 4, "saturday": 5, "sat": 5,
-                  "sunday": 6, "sun": 6}
+_WEEKDAY_WORDS = {
+    "monday": 0,
+    "mon": 0,
+    "tuesday": 1,
+    "tues": 1,
+    "tue": 1,
+    "wednesday": 2,
+    "weds": 2,
+    "wed": 2,
+    "thursday": 3,
+    "thurs": 3,
+    "thur": 3,
+    "thu": 3,
+    "friday": 4,
+    "fri": 4,
+    "saturday": 5,
+    "sat": 5,
+    "sunday": 6,
+    "sun": 6,
+}
 _MONTH_WORDS = {name.lower(): n for n, name in enumerate(MONTHS) if name} | {
-    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "sept": 9, "oct": 10,
-    "nov": 11, "dec": 12}
+    "jan": 1,
+    "feb": 2,
+    "mar": 3,
+    "apr": 4,
+    "jun": 6,
+    "jul": 7,
+    "aug": 8,
+    "sep": 9,
+    "sept": 9,
+    "oct": 10,
+    "nov": 11,
+    "dec": 12,
+}
 _WD = rf"(?P<weekday>{_names(list(_WEEKDAY_WORDS))})\b\.?,?\s+"
 _DAY = r"(?:the\s+)?(?P<day>[0-3]?\d)(?!\d)(?i:st|nd|rd|th)?\b"
 _MONTH = rf"(?P<month>{_names(list(_MONTH_WORDS))})\b\.?"
@@ -316,8 +357,10 @@ WEEKDAY_DATE = [
     re.compile(rf"\b{_WD}{_DAY}{_OF}{_MONTH}{_YEAR}"),  # Monday 6th October, Wed 15 Oct 2025
     re.compile(rf"\b{_WD}{_MONTH}\s+{_DAY}{_YEAR}"),  # Monday, October 6th
     # Monday 6th and Tuesday 7th October: the first day takes the month (and year) that follows
-    re.compile(rf"\b{_WD}{_DAY}(?=\s*(?:and|&|or|to|until|-|–|—)\s*(?:{_names(list(_WEEKDAY_WORDS))})?\.?,?\s*"
-               rf"(?:the\s+)?[0-3]?\d(?!\d)(?i:st|nd|rd|th)?{_OF}{_MONTH}{_YEAR})"),
+    re.compile(
+        rf"\b{_WD}{_DAY}(?=\s*(?:and|&|or|to|until|-|–|—)\s*(?:{_names(list(_WEEKDAY_WORDS))})?\.?,?\s*"
+        rf"(?:the\s+)?[0-3]?\d(?!\d)(?i:st|nd|rd|th)?{_OF}{_MONTH}{_YEAR})"
+    ),
 ]
 
 
@@ -338,7 +381,7 @@ def guess_year(issue_month: dt.date, month: int) -> int:
 
 
 def check_weekdays(draft: Draft) -> Iterator[Problem]:
-    """"Monday 7 October" when 7 October is a Tuesday."""
+    """ "Monday 7 October" when 7 October is a Tuesday."""
     for piece in texts(draft):
         seen: set[int] = set()
         for pattern in WEEKDAY_DATE:
@@ -354,12 +397,17 @@ def check_weekdays(draft: Draft) -> Iterator[Problem]:
                 try:
                     date = dt.date(year, month, day)
                 except ValueError:
-                    yield draft.problem(piece.path, f"{day} {MONTHS[month]} {year} is not a date: "
-                                        "check the day and the month", **where)
+                    yield draft.problem(
+                        piece.path, f"{day} {MONTHS[month]} {year} is not a date: check the day and the month", **where
+                    )
                     continue
                 if date.weekday() != weekday:
-                    yield draft.problem(piece.path, f"{DAYS[weekday]} {day} {MONTHS[month]} {year} is a "
-                                        f"{DAYS[date.weekday()]}: check the day or the date", **where)
+                    yield draft.problem(
+                        piece.path,
+                        f"{DAYS[weekday]} {day} {MONTHS[month]} {year} is a "
+                        f"{DAYS[date.weekday()]}: check the day or the date",
+                        **where,
+                    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -379,9 +427,12 @@ def check_past_sessions(draft: Draft) -> Iterator[Problem]:
     for at, event in _events(draft):
         for k, session in enumerate(event.sessions):
             if session.date < send_on:
-                yield draft.problem((*at, "sessions", k, "date"), f"this session is on {day_label(session.date)}, "
-                                    f"before the issue goes out on {day_label(send_on)}: check the date, "
-                                    "or remove the session")
+                yield draft.problem(
+                    (*at, "sessions", k, "date"),
+                    f"this session is on {day_label(session.date)}, "
+                    f"before the issue goes out on {day_label(send_on)}: check the date, "
+                    "or remove the session",
+                )
 
 
 def check_register_by(draft: Draft) -> Iterator[Problem]:
@@ -393,19 +444,39 @@ def check_register_by(draft: Draft) -> Iterator[Problem]:
             continue
         path = (*at, "register_by")
         if deadline < send_on:
-            yield draft.problem(path, f"registration closes on {day_label(deadline)}, before the issue goes out "
-                                f"on {day_label(send_on)}: check the date, or remove `register_by`")
+            yield draft.problem(
+                path,
+                f"registration closes on {day_label(deadline)}, before the issue goes out "
+                f"on {day_label(send_on)}: check the date, or remove `register_by`",
+            )
         elif event.sessions and deadline > (last := max(s.date for s in event.sessions)):
-            yield draft.problem(path, f"registration closes on {day_label(deadline)}, after the last session "
-                                f"on {day_label(last)}: check the dates")
+            yield draft.problem(
+                path,
+                f"registration closes on {day_label(deadline)}, after the last session "
+                f"on {day_label(last)}: check the dates",
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # 3. Link text
 
 
-VAGUE_LINK_TEXT = {"click here", "here", "this link", "link", "more", "read more", "this", "this page",
-                   "find out more", "click", "learn more", "more info", "more information", "click this link"}
+VAGUE_LINK_TEXT = {
+    "click here",
+    "here",
+    "this link",
+    "link",
+    "more",
+    "read more",
+    "this",
+    "this page",
+    "find out more",
+    "click",
+    "learn more",
+    "more info",
+    "more information",
+    "click this link",
+}
 
 
 def _words(text: str) -> str:
@@ -423,14 +494,24 @@ def check_link_text(draft: Draft) -> Iterator[Problem]:
     for link in anchors(draft):
         where = dict(offset=link.offset, found=link.found)
         if not link.text.strip():
-            yield draft.problem(link.path, "this link has no words, so readers cannot see it: write where it "
-                                "goes between the [ ]", **where)
+            yield draft.problem(
+                link.path,
+                "this link has no words, so readers cannot see it: write where it goes between the [ ]",
+                **where,
+            )
         elif _words(link.text) in VAGUE_LINK_TEXT:
-            yield draft.problem(link.path, f"the link text `{link.text.strip()}` does not say where it goes: "
-                                f"describe the destination, like {EXAMPLE_LINK}", **where)
+            yield draft.problem(
+                link.path,
+                f"the link text `{link.text.strip()}` does not say where it goes: "
+                f"describe the destination, like {EXAMPLE_LINK}",
+                **where,
+            )
         elif _is_address(link.text):
-            yield draft.problem(link.path, "the link text is a bare web address: describe the destination "
-                                f"instead, like {EXAMPLE_LINK}", **where)
+            yield draft.problem(
+                link.path,
+                f"the link text is a bare web address: describe the destination instead, like {EXAMPLE_LINK}",
+                **where,
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -448,13 +529,13 @@ def check_image_alt(draft: Draft) -> Iterator[Problem]:
         alt = section.alt.strip()
         if not alt:
             if section.link:
-                yield draft.problem(path, "this picture is a link, so its `alt` must say where it goes: "
-                                    f"write it, like {EXAMPLE_LINK}")
+                yield draft.problem(
+                    path, f"this picture is a link, so its `alt` must say where it goes: write it, like {EXAMPLE_LINK}"
+                )
         elif IMAGE_FILE.search(alt):
             yield draft.problem(path, f"the alt text `{alt}` is a file name: say what the picture shows")
         elif _words(alt) in IMAGE_WORDS:
-            yield draft.problem(path, f"the alt text `{alt}` says nothing about the picture: "
-                                "say what it shows")
+            yield draft.problem(path, f"the alt text `{alt}` says nothing about the picture: say what it shows")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -469,8 +550,12 @@ def check_placeholder_text(draft: Draft) -> Iterator[Problem]:
     """TODO, TBC, lorem ipsum, [insert ...] left in the copy."""
     for piece in texts(draft):
         for match in PLACEHOLDER.finditer(piece.text):
-            yield draft.problem(piece.path, f"`{match.group()}` is a placeholder: put in the real text before "
-                                "sending", offset=match.start(), found=match.group())
+            yield draft.problem(
+                piece.path,
+                f"`{match.group()}` is a placeholder: put in the real text before sending",
+                offset=match.start(),
+                found=match.group(),
+            )
 
 
 def _host(url: str) -> str:
@@ -492,8 +577,12 @@ def check_placeholder_links(draft: Draft) -> Iterator[Problem]:
     """Links to example.org and the like: stand-ins for an address that was lost or not yet known."""
     for url in urls(draft):
         if is_placeholder(url.url):
-            yield draft.problem(url.path, f"this link points at a placeholder address ({url.url}): put in the real one",
-                                offset=url.offset, found=url.found)
+            yield draft.problem(
+                url.path,
+                f"this link points at a placeholder address ({url.url}): put in the real one",
+                offset=url.offset,
+                found=url.found,
+            )
 
 
 def check_link_scheme(draft: Draft) -> Iterator[Problem]:
@@ -506,11 +595,18 @@ def check_link_scheme(draft: Draft) -> Iterator[Problem]:
         if scheme == "http":
             yield draft.problem(url.path, "this link starts with http://: use the https:// address", **where)
         elif not scheme:
-            yield draft.problem(url.path, f"`{url.url[:60]}` is not a full web address, so the link will not "
-                                "open: write it in full, starting with https://", **where)
+            yield draft.problem(
+                url.path,
+                f"`{url.url[:60]}` is not a full web address, so the link will not "
+                "open: write it in full, starting with https://",
+                **where,
+            )
         elif scheme not in ("https", "mailto"):
-            yield draft.problem(url.path, f"`{scheme}:` links are taken out of the email: link to an https:// "
-                                "address or a mailto: address", **where)
+            yield draft.problem(
+                url.path,
+                f"`{scheme}:` links are taken out of the email: link to an https:// address or a mailto: address",
+                **where,
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -542,8 +638,9 @@ def check_duplicate_headings(draft: Draft) -> Iterator[Problem]:
             first = next((p for k, audience, p in seen if k == key and _overlap(audience, section.audience)), None)
             if first is not None:
                 line = draft.where(first)[0]
-                yield draft.problem(path, f"the heading `{heading}` is also on line {line}: "
-                                    "make each heading different")
+                yield draft.problem(
+                    path, f"the heading `{heading}` is also on line {line}: make each heading different"
+                )
             seen.append((key, section.audience, path))
 
 
@@ -555,15 +652,15 @@ def check_subject(draft: Draft) -> Iterator[Problem]:
     """A subject longer than inboxes show."""
     length = len(draft.issue.subject)
     if length > SUBJECT_MAX:
-        yield draft.problem(("subject",), f"the subject is {length} characters; inboxes show about {SUBJECT_MAX}: "
-                            "shorten it")
+        yield draft.problem(
+            ("subject",), f"the subject is {length} characters; inboxes show about {SUBJECT_MAX}: shorten it"
+        )
 
 
 def check_preheader(draft: Draft) -> Iterator[Problem]:
     """No preheader, so inboxes show whatever text comes first."""
     if draft.issue.preheader is None:
-        yield draft.problem(("subject",), "there is no `preheader`: add one line for inboxes to show after "
-                            "the subject")
+        yield draft.problem(("subject",), "there is no `preheader`: add one line for inboxes to show after the subject")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -575,8 +672,13 @@ def check_size(draft: Draft, html_size: int | None) -> list[Problem]:
     if html_size is None or html_size <= WARN_BYTES:
         return []
     kb = math.ceil(html_size / 1024)
-    return [draft.problem((), f"the email is {kb} KB; Gmail clips messages over {GMAIL_CLIP_KB} KB: "
-                              "shorten some items or move them to the web")]
+    return [
+        draft.problem(
+            (),
+            f"the email is {kb} KB; Gmail clips messages over {GMAIL_CLIP_KB} KB: "
+            "shorten some items or move them to the web",
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -588,14 +690,22 @@ def check_plain_emails(draft: Draft) -> Iterator[Problem]:
     for piece in texts(draft):
         if piece.kind == "markdown":
             for email in scan_markdown(piece.text).emails:
-                yield draft.problem(piece.path, f"{email.text} is not a link: write it as "
-                                    f"[{email.text}](mailto:{email.text}), or put it in `contact:`",
-                                    offset=email.offset, found=email.found)
+                yield draft.problem(
+                    piece.path,
+                    f"{email.text} is not a link: write it as "
+                    f"[{email.text}](mailto:{email.text}), or put it in `contact:`",
+                    offset=email.offset,
+                    found=email.found,
+                )
         elif piece.kind == "line":
             for match in EMAIL.finditer(piece.text):
-                yield draft.problem(piece.path, f"{match.group()} cannot be a link here: put it in the text as "
-                                    f"[{match.group()}](mailto:{match.group()}), or in `contact:`",
-                                    offset=match.start(), found=match.group())
+                yield draft.problem(
+                    piece.path,
+                    f"{match.group()} cannot be a link here: put it in the text as "
+                    f"[{match.group()}](mailto:{match.group()}), or in `contact:`",
+                    offset=match.start(),
+                    found=match.group(),
+                )
 
 
 def check_contacts(draft: Draft) -> Iterator[Problem]:
@@ -631,10 +741,14 @@ def check_keys_in_text(draft: Draft) -> Iterator[Problem]:
             if match and match["key"] in keys:
                 key = match["key"]
                 owner = "event" if "items" in piece.path else str(piece.path[2])
-                yield draft.problem(piece.path, f"`{key}:` is inside the text of `{field}`, so readers will see it "
-                                    f"as text and it does nothing: if it is the {owner}'s `{key}`, indent it like "
-                                    f"`{field}:` (line {draft.where(piece.path)[0]})",
-                                    offset=offset + match.start("key"), found=line.strip())
+                yield draft.problem(
+                    piece.path,
+                    f"`{key}:` is inside the text of `{field}`, so readers will see it "
+                    f"as text and it does nothing: if it is the {owner}'s `{key}`, indent it like "
+                    f"`{field}:` (line {draft.where(piece.path)[0]})",
+                    offset=offset + match.start("key"),
+                    found=line.strip(),
+                )
             offset += len(line) + 1
 
 
@@ -646,8 +760,11 @@ def check_send_day(draft: Draft) -> Iterator[Problem]:
     day = draft.issue.send_on
     if day.weekday() >= 5:
         friday, monday = day - dt.timedelta(days=day.weekday() - 4), day + dt.timedelta(days=7 - day.weekday())
-        yield draft.problem(("send_on",), f"the send date, {day_label(day)}, is at the weekend, when readers are not "
-                            f"at work: send it on {day_label(friday)} or {day_label(monday)}")
+        yield draft.problem(
+            ("send_on",),
+            f"the send date, {day_label(day)}, is at the weekend, when readers are not "
+            f"at work: send it on {day_label(friday)} or {day_label(monday)}",
+        )
 
 
 def _same_address(url: str) -> str:
@@ -668,19 +785,23 @@ def check_repeated_links(draft: Draft) -> Iterator[Problem]:
         if first is not None:
             at, found = first
             line = draft.where(at, found.offset, found.found)[0]
-            yield draft.problem(path, f"this link goes where the link in the text on line {line} goes, so readers "
-                                "are given it twice: keep one of them")
+            yield draft.problem(
+                path,
+                f"this link goes where the link in the text on line {line} goes, so readers "
+                "are given it twice: keep one of them",
+            )
 
 
 ATTACHED = re.compile(
     r"(?i)\b(?:(?:see|find)\s+(?:the\s+)?attach(?:ed|ments?)\b|(?:is|are)\s+attached\b|"
     r"attached\s+(?:is|are|please|you\s+will)\b|(?:I|we)(?:\s+have|['’]ve)\s+attached\b|"
     r"the\s+attached\s+(?:document|file|form|flyer|leaflet|poster|pdf|letter|list|report|programme|agenda|dates|"
-    r"slides|guidance|presentation|sheet|information|details)\b)")
+    r"slides|guidance|presentation|sheet|information|details)\b)"
+)
 
 
 def check_see_attached(draft: Draft) -> Iterator[Problem]:
-    """"Please find attached" in an issue that links no attachment: emails from this tool carry no files."""
+    """ "Please find attached" in an issue that links no attachment: emails from this tool carry no files."""
     if getattr(draft.issue, "attachments", None):
         return
     for piece in texts(draft):
@@ -688,9 +809,14 @@ def check_see_attached(draft: Draft) -> Iterator[Problem]:
         if getattr(section, "attachments", None):
             continue
         for match in ATTACHED.finditer(piece.text):
-            yield draft.problem(piece.path, f"“{match.group()}”, but nothing is attached (emails from this tool never "
-                                "carry files): add the document under `attachments:`, so the email links to it, or "
-                                "link to it in the text", offset=match.start(), found=match.group())
+            yield draft.problem(
+                piece.path,
+                f"“{match.group()}”, but nothing is attached (emails from this tool never "
+                "carry files): add the document under `attachments:`, so the email links to it, or "
+                "link to it in the text",
+                offset=match.start(),
+                found=match.group(),
+            )
 
 
 ATTACHMENT_WARN_BYTES = 10 * 1024 * 1024
@@ -705,26 +831,54 @@ def check_attachments(draft: Draft) -> Iterator[Problem]:
         path = ("attachments", j, "file")
         found = folder / attachment.file
         if not found.is_file():
-            yield draft.problem(path, f"there is no file {attachment.file} in {folder}: put it there, or correct "
-                                "the name (the web archive publishes it and the email links to it)", "error")
+            yield draft.problem(
+                path,
+                f"there is no file {attachment.file} in {folder}: put it there, or correct "
+                "the name (the web archive publishes it and the email links to it)",
+                "error",
+            )
         elif (size := found.stat().st_size) > ATTACHMENT_WARN_BYTES:
-            yield draft.problem(path, f"{attachment.file} is {size / 1024 / 1024:.1f} MB: readers on phones and "
-                                "slow connections may not get it; over 10 MB, make it smaller or split it")
+            yield draft.problem(
+                path,
+                f"{attachment.file} is {size / 1024 / 1024:.1f} MB: readers on phones and "
+                "slow connections may not get it; over 10 MB, make it smaller or split it",
+            )
 
 
 def check_attachments_published(draft: Draft, archive_url: str | None) -> list[Problem]:
     """A file attachment needs the web archive (`archive_url` in newsletter.toml): the email links it there."""
     if archive_url:
         return []
-    return [draft.problem(("attachments", j, "file"), f"{attachment.file} can only be linked from the email once it "
-                          "is published with the web archive: set `archive_url` under [list] in newsletter.toml "
-                          "(and run `newsletter archive`), or give a `url:` where the document already is", "error")
-            for j, attachment in enumerate(draft.issue.attachments) if attachment.file is not None]
+    return [
+        draft.problem(
+            ("attachments", j, "file"),
+            f"{attachment.file} can only be linked from the email once it "
+            "is published with the web archive: set `archive_url` under [list] in newsletter.toml "
+            "(and run `newsletter archive`), or give a `url:` where the document already is",
+            "error",
+        )
+        for j, attachment in enumerate(draft.issue.attachments)
+        if attachment.file is not None
+    ]
 
 
 CHECKS: list[Callable[[Draft], Iterator[Problem]]] = [
-    check_weekdays, check_past_sessions, check_register_by, check_link_text,
-    check_image_alt, check_placeholder_text, check_placeholder_links, check_link_scheme,
-    check_duplicate_headings, check_subject, check_preheader, check_plain_emails, check_contacts,
-    check_keys_in_text, check_send_day, check_repeated_links, check_see_attached, check_attachments,
+    check_weekdays,
+    check_past_sessions,
+    check_register_by,
+    check_link_text,
+    check_image_alt,
+    check_placeholder_text,
+    check_placeholder_links,
+    check_link_scheme,
+    check_duplicate_headings,
+    check_subject,
+    check_preheader,
+    check_plain_emails,
+    check_contacts,
+    check_keys_in_text,
+    check_send_day,
+    check_repeated_links,
+    check_see_attached,
+    check_attachments,
 ]

@@ -66,8 +66,13 @@ class App(typer.Typer):
             sys.exit(130)
 
 
-app = App(help="A network's email newsletter: check, render and send an issue to every member's list.",
-          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+app = App(
+    help="A network's email newsletter: check, render and send an issue to every member's list.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
 """Plain help (no markup mode): help text is shown as written, `[inbox]` included, with no type labels."""
 
 
@@ -81,10 +86,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
 ) -> None:
     """A network's email newsletter: check, render and send an issue to every member's list."""
+
+
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -98,8 +106,10 @@ Config = Annotated[Path, typer.Option("--config", help="Sending settings (TOML).
 
 def settings_or_exit(path: Path) -> Settings:
     if path != DEFAULT_CONFIG and not path.exists():  # a mistyped --config must not silently mean the defaults
-        errors.print(f"--config {path}: there is no such file (without --config, newsletter.toml is read if it "
-                     "exists, else the built-in defaults)")
+        errors.print(
+            f"--config {path}: there is no such file (without --config, newsletter.toml is read if it "
+            "exists, else the built-in defaults)"
+        )
         raise typer.Exit(2)
     try:
         return load_settings(path)
@@ -138,8 +148,12 @@ def output_folder(out: Path) -> Path:
 def report(problems: list[Problem]) -> None:
     for problem in problems:
         style = "red" if problem.severity == "error" else "yellow"
-        errors.print(f"{problem.file}:{problem.line}:{problem.column}: [{style}]{problem.severity}[/]: "
-                     f"{escape(problem.message)}", markup=True, soft_wrap=True)
+        errors.print(
+            f"{problem.file}:{problem.line}:{problem.column}: [{style}]{problem.severity}[/]: "
+            f"{escape(problem.message)}",
+            markup=True,
+            soft_wrap=True,
+        )
 
 
 def open_draft(path: Path, known: dict[str, Authority]) -> Draft:
@@ -191,10 +205,15 @@ def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -
     from newsletter.spam import SpamAssassinMissing, score
 
     authority = next(iter(known.values()))
-    composer = Composer(issue, render(issue, authority, web=published(settings, issue), settings=settings), settings,
-                        settings.secret(required=False))
-    message = composer.compose(Recipient(f"sample.reader@{authority.slug}.example.org", "Sample Reader",
-                                         authority.slug))
+    composer = Composer(
+        issue,
+        render(issue, authority, web=published(settings, issue), settings=settings),
+        settings,
+        settings.secret(required=False),
+    )
+    message = composer.compose(
+        Recipient(f"sample.reader@{authority.slug}.example.org", "Sample Reader", authority.slug)
+    )
     try:
         result = score(message.data)
     except SpamAssassinMissing as exc:
@@ -207,13 +226,15 @@ def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -
         table.add_row(f"{points:.1f}", name, escape(description))
     console.print(table)
     if result.bad_rules:
-        errors.print(f"[red]error[/]: the message breaks rules a well-formed message never hits: "
-                     f"{', '.join(result.bad_rules)}")
+        errors.print(
+            f"[red]error[/]: the message breaks rules a well-formed message never hits: {', '.join(result.bad_rules)}"
+        )
     return result.points < 1.0 and not result.bad_rules
 
 
-def content_warnings(draft: Draft, known: dict[str, Authority], settings: Settings,
-                     config: Path = DEFAULT_CONFIG) -> list[Problem]:
+def content_warnings(
+    draft: Draft, known: dict[str, Authority], settings: Settings, config: Path = DEFAULT_CONFIG
+) -> list[Problem]:
     """The content checks, with the size of the largest variant of the HTML; then newsletter.toml's identity."""
     from newsletter.checks import check as check_content
     from newsletter.checks import check_attachments_published
@@ -221,8 +242,10 @@ def content_warnings(draft: Draft, known: dict[str, Authority], settings: Settin
 
     targeted = {slug for section in draft.issue.sections for slug in section.audience or []}
     sizes = [render(draft.issue, known.get(slug), settings=settings).size for slug in [None, *sorted(targeted)]]
-    return sorted(check_content(draft, max(sizes)) + check_attachments_published(draft, settings.list.archive_url),
-                  key=lambda p: (p.line, p.column)) + identity_problems(settings, config, draft.issue)
+    return sorted(
+        check_content(draft, max(sizes)) + check_attachments_published(draft, settings.list.archive_url),
+        key=lambda p: (p.line, p.column),
+    ) + identity_problems(settings, config, draft.issue)
 
 
 @app.command("render")
@@ -248,20 +271,30 @@ def render_command(
     console.print(f"{out / 'email.txt'}: {len(rendered.text.encode()) / 1024:.1f} KB of text")
     console.print(f"The {rendered.note}.")
     if rendered.size > WARN_BYTES:
-        errors.print(f"[yellow]warning[/]: the HTML is {size:.1f} KB; above {WARN_BYTES // 1024} KB Gmail may "
-                     "clip it soon. Move some items to the web archive or shorten them.")
+        errors.print(
+            f"[yellow]warning[/]: the HTML is {size:.1f} KB; above {WARN_BYTES // 1024} KB Gmail may "
+            "clip it soon. Move some items to the web archive or shorten them."
+        )
 
 
 @app.command()
 def send(
     drafts: Annotated[Optional[list[Path]], typer.Argument(help="The approved draft to send.")] = None,
-    authority: Annotated[Optional[list[str]], typer.Option("--authority", help="Only these authorities' lists.")] = None,
-    transport: Annotated[Optional[str], typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")] = None,
+    authority: Annotated[
+        Optional[list[str]], typer.Option("--authority", help="Only these authorities' lists.")
+    ] = None,
+    transport: Annotated[
+        Optional[str], typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")
+    ] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", help="Messages per minute the relay allows.")] = None,
     connections: Annotated[Optional[int], typer.Option("--connections", help="SMTP connections at once.")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try the failed recipients again.")] = False,
-    due: Annotated[bool, typer.Option("--due", help="Send the approved issue in drafts/ whose send date has just come (for cron).")] = False,
-    mark_sent: Annotated[bool, typer.Option("--mark-sent", help="Record the issue as already delivered by other means; send nothing.")] = False,
+    due: Annotated[
+        bool, typer.Option("--due", help="Send the approved issue in drafts/ whose send date has just come (for cron).")
+    ] = False,
+    mark_sent: Annotated[
+        bool, typer.Option("--mark-sent", help="Record the issue as already delivered by other means; send nothing.")
+    ] = False,
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send an approved issue to every recipient once; safe to stop and run again."""
@@ -285,7 +318,9 @@ def send(
             for issue in issues:
                 queue_recipients(ledger, issue, settings, list(known.values()), authority)
                 count = ledger.mark_sent(issue.issue, "marked as sent: delivered by other means")
-                console.print(f"Issue {issue.issue}: {count} reader(s) recorded as having it already; nothing was sent.")
+                console.print(
+                    f"Issue {issue.issue}: {count} reader(s) recorded as having it already; nothing was sent."
+                )
         return
     for draft in named:
         _refuse_unapproved(draft.issue)
@@ -303,9 +338,18 @@ def send(
         asyncio.run(preflight(open_transport))
         failed = broken
         for issue in issues:
-            failed |= _send_one(ledger, issue, known, settings, authority, retry_failed, open_transport, secret,
-                                dkim_key, rate_from="--rate" if rate else "newsletter.toml" if config.exists() else
-                                "the default")
+            failed |= _send_one(
+                ledger,
+                issue,
+                known,
+                settings,
+                authority,
+                retry_failed,
+                open_transport,
+                secret,
+                dkim_key,
+                rate_from="--rate" if rate else "newsletter.toml" if config.exists() else "the default",
+            )
     raise typer.Exit(1 if failed else 0)
 
 
@@ -335,8 +379,16 @@ def daily(config: Config = DEFAULT_CONFIG) -> None:
             before = ledger.suppressed()
             try:
                 _daily_inbox(ledger, settings, secret, run)
-                _daily_send(ledger, known, settings, open_transport, secret, dkim_key, run,
-                            "newsletter.toml" if config.exists() else "the default")
+                _daily_send(
+                    ledger,
+                    known,
+                    settings,
+                    open_transport,
+                    secret,
+                    dkim_key,
+                    run,
+                    "newsletter.toml" if config.exists() else "the default",
+                )
                 # Retention (forgetting what is kept too long) does not exist yet. When it does, it is a step
                 # here: under the same lock, after the send, recording what it did in `run` like the two above.
             finally:
@@ -376,8 +428,15 @@ def _daily_inbox(ledger: Ledger, settings: Settings, secret: str, run: DailyRun)
         return
     run.mailbox_read = True
     try:
-        box = open_source(inbox.url, username=inbox.username, password=settings.imap_password, folder=inbox.folder,
-                          processed=inbox.processed, starttls=inbox.starttls, timeout=inbox.timeout)
+        box = open_source(
+            inbox.url,
+            username=inbox.username,
+            password=settings.imap_password,
+            folder=inbox.folder,
+            processed=inbox.processed,
+            starttls=inbox.starttls,
+            timeout=inbox.timeout,
+        )
         with box:
             done = process(box, ledger, secret, settings.list.id, domain=settings.list.domain)
     except (InboxError, OSError) as exc:  # OSError: a Maildir on a full or read-only disk
@@ -390,14 +449,27 @@ def _daily_inbox(ledger: Ledger, settings: Settings, secret: str, run: DailyRun)
         _print_inbox(done)
 
 
-def _daily_send(ledger: Ledger, known: dict[str, Authority], settings: Settings, open_transport: Callable[[], Transport],
-                secret: str, dkim_key: bytes | None, run: DailyRun, rate_from: str) -> None:
+def _daily_send(
+    ledger: Ledger,
+    known: dict[str, Authority],
+    settings: Settings,
+    open_transport: Callable[[], Transport],
+    secret: str,
+    dkim_key: bytes | None,
+    run: DailyRun,
+    rate_from: str,
+) -> None:
     """The issue due today, if anyone is still waiting for it; on other days nothing is checked, sent or said."""
     from newsletter.send import due_issue, preflight, queue_recipients
 
     found, run.unreadable = _read_drafts(known, settings)
-    chosen, _ = due_issue([d.issue for d in found.values()], dt.date.today(), settings.due_within_days,
-                          ledger.newest_issue(), ledger.unfinished_issues())
+    chosen, _ = due_issue(
+        [d.issue for d in found.values()],
+        dt.date.today(),
+        settings.due_within_days,
+        ledger.newest_issue(),
+        ledger.unfinished_issues(),
+    )
     if chosen is None:
         return
     run.due = chosen.issue
@@ -407,8 +479,10 @@ def _daily_send(ledger: Ledger, known: dict[str, Authority], settings: Settings,
             return
     draft = found[chosen.issue]
     if wrong := _check_errors(draft, known, settings):
-        run.blocked.append(f"issue {chosen.issue} is due, but {draft.path} has {wrong} error(s) to fix first: "
-                           f"`newsletter check {draft.path}` lists them")
+        run.blocked.append(
+            f"issue {chosen.issue} is due, but {draft.path} has {wrong} error(s) to fix first: "
+            f"`newsletter check {draft.path}` lists them"
+        )
         return
     asyncio.run(preflight(open_transport))
     _send_one(ledger, chosen, known, settings, None, False, open_transport, secret, dkim_key, rate_from, run)
@@ -439,8 +513,10 @@ def _ledger(settings: Settings) -> Ledger:
 
 def _refuse_unapproved(issue: Issue) -> None:
     if issue.status != "approved":
-        errors.print(f"Issue {issue.issue} is a draft (status: {issue.status}). When it has been approved, change "
-                     "the line `status: draft` to `status: approved` in the draft and send again.")
+        errors.print(
+            f"Issue {issue.issue} is a draft (status: {issue.status}). When it has been approved, change "
+            "the line `status: draft` to `status: approved` in the draft and send again."
+        )
         raise typer.Exit(1)
 
 
@@ -493,8 +569,13 @@ def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger)
 
     found, unreadable = _read_drafts(known, settings)
     broken = bool(unreadable)
-    chosen, passed_over = due_issue([d.issue for d in found.values()], dt.date.today(), settings.due_within_days,
-                                    ledger.newest_issue(), ledger.unfinished_issues())
+    chosen, passed_over = due_issue(
+        [d.issue for d in found.values()],
+        dt.date.today(),
+        settings.due_within_days,
+        ledger.newest_issue(),
+        ledger.unfinished_issues(),
+    )
     for issue, why in passed_over:
         console.print(f"Issue {issue.issue}: not sent: {why}.")
     if chosen is None:
@@ -504,9 +585,19 @@ def _due_issues(known: dict[str, Authority], settings: Settings, ledger: Ledger)
     return [chosen], broken
 
 
-def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], settings: Settings, only: list[str] | None,
-              retry_failed: bool, open_transport: Callable[[], Transport], secret: str, dkim_key: bytes | None,
-              rate_from: str, run: DailyRun | None = None) -> bool:
+def _send_one(
+    ledger: Ledger,
+    issue: Issue,
+    known: dict[str, Authority],
+    settings: Settings,
+    only: list[str] | None,
+    retry_failed: bool,
+    open_transport: Callable[[], Transport],
+    secret: str,
+    dkim_key: bytes | None,
+    rate_from: str,
+    run: DailyRun | None = None,
+) -> bool:
     """Send one issue; True when something is left failed or unsent.
 
     With `run` (`newsletter daily`), nothing at all is said when nobody is waiting for the issue, and what
@@ -532,8 +623,10 @@ def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], setting
         job.on_result = watch.result
     if is_relay(settings.transport.url) and total:
         per_minute = settings.transport.rate_per_minute
-        console.print(f"Issue {issue.issue}: paced at {per_minute:g} a minute ({rate_from}): about "
-                      f"{_duration(total / (per_minute * PACE_MARGIN) * 60)} for {total:,} reader(s).")
+        console.print(
+            f"Issue {issue.issue}: paced at {per_minute:g} a minute ({rate_from}): about "
+            f"{_duration(total / (per_minute * PACE_MARGIN) * 60)} for {total:,} reader(s)."
+        )
     try:
         outcome = _run_with_progress(job, total)
     finally:
@@ -541,14 +634,20 @@ def _send_one(ledger: Ledger, issue: Issue, known: dict[str, Authority], setting
             watch.end(ledger, job.outcome)
         _print_status(ledger, issue, known)
     if outcome.recovered:
-        console.print(f"[yellow]{outcome.recovered} message(s) were in flight when the last run stopped "
-                      "and were sent again: those people may have two copies (`newsletter status`).[/]")
+        console.print(
+            f"[yellow]{outcome.recovered} message(s) were in flight when the last run stopped "
+            "and were sent again: those people may have two copies (`newsletter status`).[/]"
+        )
     if outcome.skipped:
-        console.print(f"{outcome.skipped} reader(s) were not sent the issue: they were suppressed (unsubscribed or "
-                      "bounced) while it was going out.")
+        console.print(
+            f"{outcome.skipped} reader(s) were not sent the issue: they were suppressed (unsubscribed or "
+            "bounced) while it was going out."
+        )
     if outcome.stopped == "daily cap":
-        console.print(f"[yellow]Stopped at the daily cap of {settings.transport.daily_cap}: run again "
-                      "tomorrow to send the rest.[/]")
+        console.print(
+            f"[yellow]Stopped at the daily cap of {settings.transport.daily_cap}: run again "
+            "tomorrow to send the rest.[/]"
+        )
     elif outcome.stopped == "interrupted":
         console.print("[yellow]Stopped. Run the same command again to send the rest.[/]")
     return job.remaining() > 0 or outcome.failed > 0
@@ -565,8 +664,7 @@ def _watch(run: DailyRun, ledger: Ledger, issue: Issue, settings: Settings) -> I
     if not waiting:
         return None
     rate = settings.transport.rate_per_minute if is_relay(settings.transport.url) else None
-    run.issue = IssueRun(issue.issue, f"{issue.title}, {issue.edition_label}", sum(row["sent"] for row in counts),
-                         rate)
+    run.issue = IssueRun(issue.issue, f"{issue.title}, {issue.edition_label}", sum(row["sent"] for row in counts), rate)
     return run.issue
 
 
@@ -584,8 +682,14 @@ class RateColumn(ProgressColumn):
 
 def _run_with_progress(job: Job, total: int) -> Outcome:
     """The job under a progress bar on a terminal, or a line a minute in a log; Ctrl-C and SIGTERM stop it."""
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"Sending {job.issue.issue}", total=total)
         started = last_line = time.monotonic()
@@ -649,13 +753,16 @@ def status(
         _print_status(ledger, issue, known)
         uncertain = ledger.uncertain(issue.issue)
         if uncertain:
-            console.print(f"[yellow]In flight when a run was killed, sent again (may have two copies):[/] "
-                          f"{', '.join(uncertain)}")
+            console.print(
+                f"[yellow]In flight when a run was killed, sent again (may have two copies):[/] {', '.join(uncertain)}"
+            )
         if failed:
             failures = list(ledger.failures(issue.issue))
             for failure in failures:
-                console.print(f"{failure.authority}\t{failure.email}\t{failure.status}\t{failure.attempts} "
-                              f"attempt(s)\t{escape(failure.reply)}")
+                console.print(
+                    f"{failure.authority}\t{failure.email}\t{failure.status}\t{failure.attempts} "
+                    f"attempt(s)\t{escape(failure.reply)}"
+                )
             if not failures:
                 console.print(f"No failures for issue {issue.issue}.")
 
@@ -681,8 +788,13 @@ def recipients_check(config: Config = Path("newsletter.toml")) -> None:
         table.add_column(heading, justify="left" if heading == "Authority" else "right")
     has_errors = False
     for summary in summaries.values():
-        table.add_row(summary.authority.slug, str(summary.valid), str(summary.invalid),
-                      str(summary.duplicates), str(summary.suppressed))
+        table.add_row(
+            summary.authority.slug,
+            str(summary.valid),
+            str(summary.invalid),
+            str(summary.duplicates),
+            str(summary.suppressed),
+        )
         for problem in summary.problems:
             has_errors |= problem.severity == "error"
             errors.print(escape(str(problem)))
@@ -703,6 +815,7 @@ def preview(
     if not 1 <= port <= 65535:
         errors.print(f"--port {port} is not a port: use a number from 1 to 65535, such as 8025.")
         raise typer.Exit(2)
+
     def ready(url: str) -> None:
         console.print(f"Previewing {draft} at {url} (only on this computer). Save the file to update; Ctrl-C to stop.")
         if not no_browser:
@@ -723,7 +836,9 @@ def proof(
     draft: Annotated[Path, typer.Argument(help="The draft to proof.")],
     to: Annotated[list[str], typer.Option("--to", help="Send the proof to this address (repeat for more).")],
     authority: Annotated[Optional[str], typer.Option("--authority", help="Only this authority's variant.")] = None,
-    transport: Annotated[Optional[str], typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")] = None,
+    transport: Annotated[
+        Optional[str], typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")
+    ] = None,
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send "[PROOF]" copies to a few people: one per different variant, or one authority's. No ledger, no lists."""
@@ -782,11 +897,15 @@ def new(
     from newsletter.new_issue import create
 
     made = create(drafts, month)
-    console.print(f"Created {made.path} from {made.source}: the sections are kept as a starting point, the status "
-                  "is back to draft, and the month, send date and subject are moved on a month.")
+    console.print(
+        f"Created {made.path} from {made.source}: the sections are kept as a starting point, the status "
+        "is back to draft, and the month, send date and subject are moved on a month."
+    )
     if made.weekend and made.send_on:
-        console.print(f"The same day of the new month, {made.weekend:%A %-d %B}, is a weekend: the send date is "
-                      f"{made.send_on:%A %-d %B} instead.")
+        console.print(
+            f"The same day of the new month, {made.weekend:%A %-d %B}, is a weekend: the send date is "
+            f"{made.send_on:%A %-d %B} instead."
+        )
     if made.removed:
         console.print("Left out because they will be over by the send date:")
         for title in made.removed:
@@ -798,7 +917,9 @@ def new(
 
 @app.command()
 def schema(
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON Schema to this file (default: print it).")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the JSON Schema to this file (default: print it).")
+    ] = None,
 ) -> None:
     """The JSON Schema of a draft, for editors whose YAML editor completes keys and flags mistakes as they type."""
     from newsletter.schema import schema_text
@@ -923,14 +1044,16 @@ def report_command(
     for heading in ("Authority", "Sent", "Bounced", "Unsubscribed", "File"):
         table.add_column(heading, justify="left" if heading in ("Authority", "File") else "right")
     for row in rows:
-        table.add_row(row.authority.name, str(row.sent), str(row.bounced), str(row.unsubscribed),
-                      str(row.file or "-"))
+        table.add_row(row.authority.name, str(row.sent), str(row.bounced), str(row.unsubscribed), str(row.file or "-"))
     console.print(table)
 
 
 @app.command()
 def inbox(
-    source: Annotated[Optional[str], typer.Option("--source", help="imaps://host, imap://host, maildir:DIR or mbox:FILE (default: [inbox] url).")] = None,
+    source: Annotated[
+        Optional[str],
+        typer.Option("--source", help="imaps://host, imap://host, maildir:DIR or mbox:FILE (default: [inbox] url)."),
+    ] = None,
     folder: Annotated[Optional[str], typer.Option("--folder", help="The folder to read.")] = None,
     processed: Annotated[Optional[str], typer.Option("--processed", help="Where understood mail is moved.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")] = False,
@@ -951,9 +1074,15 @@ def inbox(
         raise typer.Exit(2) from None
     done = None
     try:
-        box = open_source(url, username=settings.inbox.username, password=settings.imap_password,
-                          folder=folder or settings.inbox.folder, processed=processed or settings.inbox.processed,
-                          starttls=settings.inbox.starttls, timeout=settings.inbox.timeout)
+        box = open_source(
+            url,
+            username=settings.inbox.username,
+            password=settings.imap_password,
+            folder=folder or settings.inbox.folder,
+            processed=processed or settings.inbox.processed,
+            starttls=settings.inbox.starttls,
+            timeout=settings.inbox.timeout,
+        )
         with Ledger(settings.ledger) as ledger, box:
             done = process(box, ledger, secret, settings.list.id, domain=settings.list.domain, dry_run=dry_run)
     except InboxError as exc:
@@ -978,9 +1107,15 @@ def _print_inbox(done: InboxReport) -> None:
 @app.command()
 def init(
     folder: Annotated[Path, typer.Argument(help="The new deployment's folder (made if need be).")],
-    title: Annotated[Optional[str], typer.Option("--title", help="The newsletter's name, like \"Monthly Update\".")] = None,
-    network: Annotated[Optional[str], typer.Option("--network", help="The network's name, as in \"a member of the ...\".")] = None,
-    domain: Annotated[Optional[str], typer.Option("--domain", help="Your domain: addresses, Message-IDs, List-Id.")] = None,
+    title: Annotated[
+        Optional[str], typer.Option("--title", help='The newsletter\'s name, like "Monthly Update".')
+    ] = None,
+    network: Annotated[
+        Optional[str], typer.Option("--network", help='The network\'s name, as in "a member of the ...".')
+    ] = None,
+    domain: Annotated[
+        Optional[str], typer.Option("--domain", help="Your domain: addresses, Message-IDs, List-Id.")
+    ] = None,
 ) -> None:
     """Start a newsletter for your own network: settings, two example members, a first draft. Never overwrites."""
     from newsletter.init import create
@@ -990,5 +1125,7 @@ def init(
         console.print(f"Wrote {path}")
     for path in made.kept:
         console.print(f"Kept {path}: it was already there")
-    console.print(f"Next: cd {folder}, edit newsletter.toml (names, brand, sender), then "
-                  f"`newsletter check {made.draft.relative_to(folder)}`. README.md lists the steps.")
+    console.print(
+        f"Next: cd {folder}, edit newsletter.toml (names, brand, sender), then "
+        f"`newsletter check {made.draft.relative_to(folder)}`. README.md lists the steps."
+    )

@@ -190,13 +190,18 @@ def private_secret(path: Path) -> str:
         except FileExistsError:
             made = _read_secret(path) or made
         else:
-            print(f"Made a secret for the unsubscribe links in {path} (readable by you only): keep it with the "
-                  f"ledger. Sending through a relay needs {SECRET_ENV} instead.", file=sys.stderr)
+            print(
+                f"Made a secret for the unsubscribe links in {path} (readable by you only): keep it with the "
+                f"ledger. Sending through a relay needs {SECRET_ENV} instead.",
+                file=sys.stderr,
+            )
         finally:
             partial.unlink()
     except OSError as exc:
-        raise ConfigError(f"cannot make the unsubscribe secret {path} ({exc.strerror}): check that the ledger's "
-                          f"folder exists and can be written, or set {SECRET_ENV}") from None
+        raise ConfigError(
+            f"cannot make the unsubscribe secret {path} ({exc.strerror}): check that the ledger's "
+            f"folder exists and can be written, or set {SECRET_ENV}"
+        ) from None
     return made
 
 
@@ -208,8 +213,10 @@ def _read_secret(path: Path) -> str | None:
         if not stat.S_ISREG(info.st_mode):
             raise ConfigError(f"{path} is not a file: {problem}")
         if info.st_mode & 0o077:
-            raise ConfigError(f"{path} can be read or changed by other users: run `chmod 600 {path}` "
-                              "(and delete it to make a new one if someone may have read it)")
+            raise ConfigError(
+                f"{path} can be read or changed by other users: run `chmod 600 {path}` "
+                "(and delete it to make a new one if someone may have read it)"
+            )
         secret = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         return None
@@ -229,8 +236,9 @@ def load_settings(path: Path = Path("newsletter.toml")) -> Settings:
     except FileNotFoundError:
         return Settings()
     except IsADirectoryError:
-        raise ConfigError(f"{path} is a folder: give --config the settings file, such as {path / 'newsletter.toml'}") \
-            from None
+        raise ConfigError(
+            f"{path} is a folder: give --config the settings file, such as {path / 'newsletter.toml'}"
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start + 1}): save it as UTF-8") from None
     except OSError as exc:

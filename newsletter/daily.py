@@ -81,8 +81,10 @@ class IssueRun:
         began = "started going out" if not self.had_it and self.outcome.sent else "went on going out"
         if not self.left:
             return "started and finished going out" if began.startswith("started") else "finished going out"
-        why = {"daily cap": "stopped at the relay's daily cap: the rest go at the next run",
-               "interrupted": "was stopped before the end: the next run sends the rest"}
+        why = {
+            "daily cap": "stopped at the relay's daily cap: the rest go at the next run",
+            "interrupted": "was stopped before the end: the next run sends the rest",
+        }
         return f"{began}; {why.get(self.outcome.stopped or '', 'stopped before the end')}"
 
     def pace(self) -> str:
@@ -95,8 +97,10 @@ class IssueRun:
 
     def line(self) -> str:
         failed = len(self.failures)
-        return (f"Issue {self.issue} {self.state()}: {self.outcome.sent:,} sent, {failed:,} failed, "
-                f"{self.left:,} still to send, {self.pace()}.")
+        return (
+            f"Issue {self.issue} {self.state()}: {self.outcome.sent:,} sent, {failed:,} failed, "
+            f"{self.left:,} still to send, {self.pace()}."
+        )
 
 
 @dataclasses.dataclass
@@ -123,14 +127,16 @@ class Run:
 
     def happened(self) -> bool:
         """Whether the team must hear of this run; an idle day is not news."""
-        return bool(self.issue or self.suppressed or self.left_for_a_person or self.unreadable or self.blocked
-                    or self.stopped)
+        return bool(
+            self.issue or self.suppressed or self.left_for_a_person or self.unreadable or self.blocked or self.stopped
+        )
 
     def exit_code(self) -> int:
         if self.stopped:
             return COULD_NOT_RUN
-        stuck = self.issue is not None and bool(self.issue.failures or (self.issue.left and
-                                                                         self.issue.outcome.stopped != "daily cap"))
+        stuck = self.issue is not None and bool(
+            self.issue.failures or (self.issue.left and self.issue.outcome.stopped != "daily cap")
+        )
         if stuck or self.left_for_a_person or self.unreadable or self.blocked:
             return NEEDS_A_PERSON
         return DONE
@@ -138,7 +144,7 @@ class Run:
     def summary(self) -> list[str]:
         """The run for stdout and the monitor's log: one line on an idle day; it lists no readers (the report does)."""
         if not self.happened():
-            issue = (f"issue {self.due} is due and everyone has it" if self.due else "no issue is due")
+            issue = f"issue {self.due} is due and everyone has it" if self.due else "no issue is due"
             return [f"Nothing to report: {issue}; {self._mailbox_words()}."]
         lines = [f"Daily run: {self.headline()} (exit code {self.exit_code()}: {_MEANING[self.exit_code()]})."]
         if self.mailbox_read:
@@ -194,44 +200,64 @@ class Run:
         """The team's email: subject and plain text, the details the summary leaves out (addresses, replies)."""
         when = f"{self.began:%A} {self.began.day} {self.began:%B %Y at %H:%M}"
         code = self.exit_code()
-        body = [f"The mailing job ran on {when}: {self.headline()}.",
-                f"Exit code {code}: {_MEANING[code]}.", ""]
+        body = [f"The mailing job ran on {when}: {self.headline()}.", f"Exit code {code}: {_MEANING[code]}.", ""]
         if self.stopped:
             body += ["STOPPED ON AN ERROR", *(f"  {why}" for why in self.stopped)]
             if self.due and not self.issue:
-                body.append(f"  Issue {self.due} is due today and nothing was sent; the next run sends it once this "
-                            "is fixed.")
+                body.append(
+                    f"  Issue {self.due} is due today and nothing was sent; the next run sends it once this is fixed."
+                )
             body.append("")
         if self.issue:
             body += self._issue_part(self.issue)
         for why in self.blocked:
             body += ["ISSUE NOT SENT", f"  {why}", ""]
         if self.unreadable:
-            body += ["DRAFTS THAT COULD NOT BE READ (an issue among them would not be sent)",
-                     *(f"  {p}: `newsletter check {p}` lists the problems" for p in self.unreadable), ""]
+            body += [
+                "DRAFTS THAT COULD NOT BE READ (an issue among them would not be sent)",
+                *(f"  {p}: `newsletter check {p}` lists the problems" for p in self.unreadable),
+                "",
+            ]
         if self.suppressed:
-            body += [f"READERS SUPPRESSED ({len(self.suppressed)}): they get no further issue",
-                     *(f"  {address}  {_CONTROL.sub(' ', why)}" for address, why in self.suppressed), ""]
+            body += [
+                f"READERS SUPPRESSED ({len(self.suppressed)}): they get no further issue",
+                *(f"  {address}  {_CONTROL.sub(' ', why)}" for address, why in self.suppressed),
+                "",
+            ]
         if self.mailbox_read:
             body += ["REPLY MAILBOX", f"  {_capital(self._mailbox_words())}."]
             if self.mailbox and self.left_for_a_person:
                 body.append("  Left where they are, for a person to read:")
-                body += [f"    {_CONTROL.sub(' ', line.message)}: {line.action}" for line in self.mailbox.lines
-                         if not line.moved]
+                body += [
+                    f"    {_CONTROL.sub(' ', line.message)}: {line.action}"
+                    for line in self.mailbox.lines
+                    if not line.moved
+                ]
             body.append("")
-        body += ["-- ", (f"{list_name}: `newsletter daily` on {socket.gethostname()}. It writes only on days when "
-                         "something happened.")]
+        body += [
+            "-- ",
+            (
+                f"{list_name}: `newsletter daily` on {socket.gethostname()}. It writes only on days when "
+                "something happened."
+            ),
+        ]
         return f"{list_name}: {self.headline()}", "\n".join(body) + "\n"
 
     def _issue_part(self, issue: IssueRun) -> list[str]:
-        part = [f"ISSUE {issue.issue}: {issue.title}",
-                f"  It {issue.state()}: {issue.outcome.sent:,} sent in this run, {issue.pace()}.", "",
-                "  Per authority, the issue so far:"]
+        part = [
+            f"ISSUE {issue.issue}: {issue.title}",
+            f"  It {issue.state()}: {issue.outcome.sent:,} sent in this run, {issue.pace()}.",
+            "",
+            "  Per authority, the issue so far:",
+        ]
         heads = ("Sent", "Failed", "To send")
-        rows = [(self.names.get(slug, slug), row["sent"], row["failed"],
-                 row["pending"] + row["deferred"] + row["sending"])
-                for slug, row in sorted(issue.counts.items(), key=lambda kv: list(self.names).index(kv[0])
-                                        if kv[0] in self.names else len(self.names))]
+        rows = [
+            (self.names.get(slug, slug), row["sent"], row["failed"], row["pending"] + row["deferred"] + row["sending"])
+            for slug, row in sorted(
+                issue.counts.items(),
+                key=lambda kv: list(self.names).index(kv[0]) if kv[0] in self.names else len(self.names),
+            )
+        ]
         rows.append(("All", *(sum(r[i] for r in rows) for i in (1, 2, 3))))
         width = max(len(r[0]) for r in rows)
         part.append(f"  {'Authority':<{width}}  " + "  ".join(f"{h:>7}" for h in heads))
@@ -239,16 +265,29 @@ class Run:
         part.append("  (Failed includes readers who bounced or were suppressed; `newsletter status` has the rest.)")
         part.append("")
         if issue.failures:
-            part += ["  Failed in this run, with the relay's reply:",
-                     *(f"    {self.names.get(a, a)}  {address}  {_CONTROL.sub(' ', reply)}"
-                       for a, address, reply in issue.failures),
-                     "  After fixing the cause, `newsletter send DRAFT --retry-failed` sends them again.", ""]
+            part += [
+                "  Failed in this run, with the relay's reply:",
+                *(
+                    f"    {self.names.get(a, a)}  {address}  {_CONTROL.sub(' ', reply)}"
+                    for a, address, reply in issue.failures
+                ),
+                "  After fixing the cause, `newsletter send DRAFT --retry-failed` sends them again.",
+                "",
+            ]
         if issue.outcome.skipped:
-            part += [(f"  {issue.outcome.skipped} reader(s) unsubscribed or bounced while it was going out, and "
-                      "were not sent it."), ""]
+            part += [
+                (
+                    f"  {issue.outcome.skipped} reader(s) unsubscribed or bounced while it was going out, and "
+                    "were not sent it."
+                ),
+                "",
+            ]
         if issue.uncertain:
-            part += ["  In flight when an earlier run was killed, so sent again (they may have two copies):",
-                     *(f"    {address}" for address in issue.uncertain), ""]
+            part += [
+                "  In flight when an earlier run was killed, so sent again (they may have two copies):",
+                *(f"    {address}" for address in issue.uncertain),
+                "",
+            ]
         return part
 
 
@@ -276,13 +315,22 @@ def compose(run: Run, settings: Settings, dkim_key: bytes | None, note: str | No
     if dkim_key and settings.dkim.selector:
         import dkim
 
-        data = dkim.sign(data, settings.dkim.selector.encode(), settings.list.domain.encode(), dkim_key,
-                         include_headers=[b"from", b"to", b"subject", b"date", b"message-id"]) + data
+        data = (
+            dkim.sign(
+                data,
+                settings.dkim.selector.encode(),
+                settings.list.domain.encode(),
+                dkim_key,
+                include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
+            )
+            + data
+        )
     return data
 
 
-def send_report(run: Run, settings: Settings, open_transport: Callable[[], Transport] | None,
-                dkim_key: bytes | None) -> tuple[str | None, str | None]:
+def send_report(
+    run: Run, settings: Settings, open_transport: Callable[[], Transport] | None, dkim_key: bytes | None
+) -> tuple[str | None, str | None]:
     """Mail the report to `notify`: (a line for stdout, a line for stderr), either may be None.
 
     Through the configured transport; when it will not take the report (the relay refused the login, say)
@@ -305,8 +353,10 @@ def send_report(run: Run, settings: Settings, open_transport: Callable[[], Trans
     fallback = settings.ledger.parent / FALLBACK
     if settings.transport.url.startswith("outbox:"):
         return None, f"{said}."
-    note = (f"This report could not be sent through {settings.transport.url}: {problem}. "
-            f"It was saved in {fallback} instead.")
+    note = (
+        f"This report could not be sent through {settings.transport.url}: {problem}. "
+        f"It was saved in {fallback} instead."
+    )
     try:
         key = mailbox.Maildir(fallback, create=True).add(compose(run, settings, dkim_key, note))
     except OSError as exc:
@@ -314,8 +364,9 @@ def send_report(run: Run, settings: Settings, open_transport: Callable[[], Trans
     return None, f"{said}: saved in {fallback / 'new' / key} instead."
 
 
-async def _deliver(open_transport: Callable[[], Transport], data: bytes, sender: str, recipients: tuple[str, ...],
-                   message_id: str) -> list[str]:
+async def _deliver(
+    open_transport: Callable[[], Transport], data: bytes, sender: str, recipients: tuple[str, ...], message_id: str
+) -> list[str]:
     """One hand-off per address; the addresses the transport did not take, with its reply."""
     refused = []
     async with asyncio.timeout(REPORT_SECONDS):

@@ -143,8 +143,14 @@ class HideTokens(logging.Filter):
 _HIDE_TOKENS = HideTokens()
 
 
-def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_timeout: float = BUSY_TIMEOUT,
-               retry_every: float = RETRY_EVERY) -> Starlette:
+def create_app(
+    settings: Settings,
+    secret: str,
+    max_age: int = MAX_AGE,
+    *,
+    busy_timeout: float = BUSY_TIMEOUT,
+    retry_every: float = RETRY_EVERY,
+) -> Starlette:
     base = prefix(settings)
     title = html.escape(settings.list.name)  # every name on the pages is the list's, from newsletter.toml
     colour = settings.brand.colour  # checked by the settings: `#` and six hex digits
@@ -156,10 +162,12 @@ def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_
             f'<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{heading}</title>'
             '<style>body{font:18px/1.5 -apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1f2933;'
-            'max-width:36em;margin:40px auto;padding:0 16px}button{font:inherit;padding:8px 18px;'
-            f'background:{colour};color:#fff;border:0;border-radius:4px}}</style></head>'
+            "max-width:36em;margin:40px auto;padding:0 16px}button{font:inherit;padding:8px 18px;"
+            f"background:{colour};color:#fff;border:0;border-radius:4px}}</style></head>"
             f"<body><main><h1>{heading}</h1>{body}</main></body></html>",
-            status_code=status, headers=HEADERS | (headers or {}))
+            status_code=status,
+            headers=HEADERS | (headers or {}),
+        )
 
     def recipient(request: Request) -> str | None:
         try:
@@ -169,12 +177,19 @@ def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_
         return email if list_id == settings.list.id else None
 
     def invalid() -> HTMLResponse:
-        return page("This link does not work", "<p>Please use the link in your latest email, or reply to it and "
-                    "we will take you off the list.</p>", status=400)
+        return page(
+            "This link does not work",
+            "<p>Please use the link in your latest email, or reply to it and we will take you off the list.</p>",
+            status=400,
+        )
 
     def busy() -> HTMLResponse:
-        return page("Please try again in a minute", "<p>The list is being updated just now. Nothing has changed "
-                    "yet.</p>", status=503, headers={"Retry-After": RETRY_AFTER})
+        return page(
+            "Please try again in a minute",
+            "<p>The list is being updated just now. Nothing has changed yet.</p>",
+            status=503,
+            headers={"Retry-After": RETRY_AFTER},
+        )
 
     def form(action: str, button: str) -> str:
         return f'<form method="post" action="{html.escape(action)}"><button type="submit">{button}</button></form>'
@@ -224,8 +239,9 @@ def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_
                     done = await run_in_threadpool(drain)
                 except UNAVAILABLE as exc:
                     if not failing:
-                        log.warning("spooled unsubscribes wait for the ledger (%s); trying every %g s", exc,
-                                    retry_every)
+                        log.warning(
+                            "spooled unsubscribes wait for the ledger (%s); trying every %g s", exc, retry_every
+                        )
                     failing = True
                 else:
                     failing = False
@@ -267,11 +283,19 @@ def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_
             return busy()
         who = html.escape(email)
         if reason is None:
-            return page(f"Unsubscribe from the {title}?",
-                        f"<p>{who} will no longer get the {title}.</p>{form(f'{base}/{token}', 'Unsubscribe')}")
-        return page("You are unsubscribed", f"<p>{who} no longer gets the {title}.</p>"
-                    + (f"<p>Changed your mind?</p>{form(f'{base}/{token}/resubscribe', 'Subscribe again')}"
-                       if reason.startswith(UNSUBSCRIBED) and not reason.endswith("(waiting)") else ""))
+            return page(
+                f"Unsubscribe from the {title}?",
+                f"<p>{who} will no longer get the {title}.</p>{form(f'{base}/{token}', 'Unsubscribe')}",
+            )
+        return page(
+            "You are unsubscribed",
+            f"<p>{who} no longer gets the {title}.</p>"
+            + (
+                f"<p>Changed your mind?</p>{form(f'{base}/{token}/resubscribe', 'Subscribe again')}"
+                if reason.startswith(UNSUBSCRIBED) and not reason.endswith("(waiting)")
+                else ""
+            ),
+        )
 
     async def unsubscribe(request: Request) -> HTMLResponse:
         body = await small_body(request)
@@ -291,8 +315,12 @@ def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_
         who = html.escape(email)
         if now:
             return page("You are unsubscribed", f"<p>{who} will not get the {title} again.</p>")
-        return page("You are unsubscribed", f"<p>{who} will not get the {title} again. It takes effect within "
-                    "a few minutes: there is no need to do anything else.</p>", status=202)
+        return page(
+            "You are unsubscribed",
+            f"<p>{who} will not get the {title} again. It takes effect within "
+            "a few minutes: there is no need to do anything else.</p>",
+            status=202,
+        )
 
     async def resubscribe(request: Request) -> HTMLResponse:
         email = recipient(request)
@@ -304,11 +332,14 @@ def create_app(settings: Settings, secret: str, max_age: int = MAX_AGE, *, busy_
             return busy()
         return page("You are subscribed again", f"<p>{html.escape(email)} will get the next {title}.</p>")
 
-    return Starlette(routes=[
-        Route(f"{base}/{{token}}", show, methods=["GET"]),
-        Route(f"{base}/{{token}}", unsubscribe, methods=["POST"]),
-        Route(f"{base}/{{token}}/resubscribe", resubscribe, methods=["POST"]),
-    ], lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route(f"{base}/{{token}}", show, methods=["GET"]),
+            Route(f"{base}/{{token}}", unsubscribe, methods=["POST"]),
+            Route(f"{base}/{{token}}/resubscribe", resubscribe, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
 
 
 def serve(settings: Settings, secret: str, host: str, port: int) -> None:

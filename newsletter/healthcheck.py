@@ -39,9 +39,12 @@ def check_in(url: str, ok: bool, summary: str) -> str | None:
     """Tell the monitor how the run went; None when it heard, else one line saying why not (no secret in it)."""
     target = url if ok else f"{url}/fail"
     host = urlsplit(url).hostname
-    request = urllib.request.Request(target, data=summary.encode("utf-8")[:100_000], method="POST",
-                                     headers={"Content-Type": "text/plain; charset=utf-8",
-                                              "User-Agent": "newsletter-daily"})
+    request = urllib.request.Request(
+        target,
+        data=summary.encode("utf-8")[:100_000],
+        method="POST",
+        headers={"Content-Type": "text/plain; charset=utf-8", "User-Agent": "newsletter-daily"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # the URL was checked: http(s) only
             response.read(1024)

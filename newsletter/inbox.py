@@ -175,9 +175,19 @@ class ImapSource(Source):
     (UIDPLUS). Never CLOSE or plain EXPUNGE: those would remove messages someone else marked deleted.
     """
 
-    def __init__(self, host: str, port: int | None = None, *, username: str, password: str,
-                 security: Literal["tls", "starttls", "plain"] = "tls", folder: str = "INBOX",
-                 processed: str = PROCESSED, timeout: float = 60, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        username: str,
+        password: str,
+        security: Literal["tls", "starttls", "plain"] = "tls",
+        folder: str = "INBOX",
+        processed: str = PROCESSED,
+        timeout: float = 60,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         if security not in ("tls", "starttls", "plain"):
             raise ValueError(f"unknown security {security!r}")
         if security == "plain" and not is_loopback(host):
@@ -205,8 +215,7 @@ class ImapSource(Source):
         context = self.ssl_context or ssl.create_default_context()
         try:
             if self.security == "tls":
-                imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context,
-                                                        timeout=self.timeout)
+                imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context, timeout=self.timeout)
             else:
                 imap = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
                 if self.security == "starttls":
@@ -269,8 +278,10 @@ class ImapSource(Source):
                 if typ == "OK":
                     typ, data = imap.uid("EXPUNGE", ref)
             else:
-                raise InboxError(f"{self.host} supports neither MOVE nor UIDPLUS, so a message cannot be moved "
-                                 "without touching others")
+                raise InboxError(
+                    f"{self.host} supports neither MOVE nor UIDPLUS, so a message cannot be moved "
+                    "without touching others"
+                )
         if typ != "OK":
             raise InboxError(f"{self.host} would not move message UID {ref} to {name}: {_said(data)}")
         return True
@@ -325,8 +336,9 @@ class ImapSource(Source):
             raise InboxError(f"the IMAP server {where} refused {what}: {_said(exc)}") from None
         except OSError as exc:  # timeouts, resets, TLS errors
             self._abandon()
-            raise InboxError(f"the IMAP connection to {where} failed while {what}: "
-                             f"{type(exc).__name__}: {exc}") from None
+            raise InboxError(
+                f"the IMAP connection to {where} failed while {what}: {type(exc).__name__}: {exc}"
+            ) from None
 
 
 def _literal(data: list, uid: str) -> bytes | None:
@@ -340,8 +352,9 @@ def _literal(data: list, uid: str) -> bytes | None:
             continue
         body = item[1]
         if len(body) != int(size.group(1)):
-            raise InboxError(f"message UID {uid} arrived cut short ({len(body)} of {size.group(1)} bytes): "
-                             "the connection was lost")
+            raise InboxError(
+                f"message UID {uid} arrived cut short ({len(body)} of {size.group(1)} bytes): the connection was lost"
+            )
         return body
     return None
 
@@ -360,8 +373,16 @@ def _said(data: object) -> str:
     return str(data)
 
 
-def open_source(url: str, *, username: str | None = None, password: str | None = None, folder: str = "INBOX",
-                processed: str = PROCESSED, starttls: bool | None = None, timeout: float = 60) -> Source:
+def open_source(
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    folder: str = "INBOX",
+    processed: str = PROCESSED,
+    starttls: bool | None = None,
+    timeout: float = 60,
+) -> Source:
     """The source named by `url`: imaps://host[:993], imap://host[:143] (STARTTLS), maildir:DIR or mbox:FILE.
 
     For IMAP the password comes from the caller (the CLI reads NEWSLETTER_IMAP_PASSWORD); `starttls`
@@ -385,8 +406,16 @@ def open_source(url: str, *, username: str | None = None, password: str | None =
         security = "plain" if is_loopback(parts.hostname) else "starttls"
     else:
         security = "starttls" if starttls else "plain"
-    return ImapSource(parts.hostname, parts.port, username=user, password=password, security=security,
-                      folder=folder, processed=processed, timeout=timeout)
+    return ImapSource(
+        parts.hostname,
+        parts.port,
+        username=user,
+        password=password,
+        security=security,
+        folder=folder,
+        processed=processed,
+        timeout=timeout,
+    )
 
 
 # -- processing ----------------------------------------------------------------------------------
@@ -420,16 +449,19 @@ class Report:
 
     def summary(self) -> str:
         kinds = ", ".join(f"{k.replace('_', ' ')} {self.counts[k]}" for k in KINDS if self.counts[k])
-        return (f"{self.total} message(s){f' ({kinds})' if kinds else ''}; {self.moved} moved to {self.processed}, "
-                f"{self.left} left in place")
+        return (
+            f"{self.total} message(s){f' ({kinds})' if kinds else ''}; {self.moved} moved to {self.processed}, "
+            f"{self.left} left in place"
+        )
 
     def table(self) -> list[tuple[str, str, str, str]]:
         """(message, kind, address, action) rows for the terminal."""
         return [(line.message, line.kind, line.address or "-", line.action) for line in self.lines]
 
 
-def process(source: Source, ledger: Ledger, secret: str, list_id: str, *, domain: str | None = None,
-            dry_run: bool = False) -> Report:
+def process(
+    source: Source, ledger: Ledger, secret: str, list_id: str, *, domain: str | None = None, dry_run: bool = False
+) -> Report:
     """Act on every message in `source` that is understood; see the module's docstring.
 
     Raises InboxError (with `.report` so far) when the source fails part-way; what was done before
@@ -472,8 +504,11 @@ def _act(found: Classified, ledger: Ledger, list_id: str, label: str, dry_run: b
             address, last = _sent_address(ledger, failure)
             if last is None:
                 what = "delay warning" if failure.delayed else f"{failure.kind} bounce"
-                lines.append(Line(label, found.kind, failure.address,
-                                  f"{what} for an address we never sent to: nothing recorded"))
+                lines.append(
+                    Line(
+                        label, found.kind, failure.address, f"{what} for an address we never sent to: nothing recorded"
+                    )
+                )
                 continue
             ours = True
             issue = found.issue or last
@@ -485,18 +520,26 @@ def _act(found: Classified, ledger: Ledger, list_id: str, label: str, dry_run: b
     if found.kind == "unsubscribe":
         address = found.addresses[0]
         if found.list_id != list_id:
-            return [Line(label, found.kind, address, f"token is for the list {found.list_id}, not ours: "
-                                                     "nothing recorded, left for a person")], False
+            return [
+                Line(
+                    label,
+                    found.kind,
+                    address,
+                    f"token is for the list {found.list_id}, not ours: nothing recorded, left for a person",
+                )
+            ], False
         if dry_run:
             return [Line(label, found.kind, address, "would suppress (unsubscribed by email)")], True
         new = ledger.suppress(address, "unsubscribed by email", SOURCE)
-        return [Line(label, found.kind, address, "suppressed (unsubscribed by email)" if new
-                     else "already suppressed")], True
+        return [
+            Line(label, found.kind, address, "suppressed (unsubscribed by email)" if new else "already suppressed")
+        ], True
     if found.kind == "auto_reply":
         address = found.addresses[0] if found.addresses else ""
         if found.issue is None:
-            return [Line(label, found.kind, address, f"{found.reason}, not about the newsletter: left for a person")], \
-                False
+            return [
+                Line(label, found.kind, address, f"{found.reason}, not about the newsletter: left for a person")
+            ], False
         return [Line(label, found.kind, address, f"{found.reason} to {found.issue}: nothing to record")], True
     return [Line(label, found.kind, "", f"left in place: {found.reason}")], False
 

@@ -43,8 +43,14 @@ class Made:
     kept: list[Path]
 
 
-def create(folder: Path, *, title: str | None = None, network: str | None = None, domain: str | None = None,
-           today: dt.date | None = None) -> Made:
+def create(
+    folder: Path,
+    *,
+    title: str | None = None,
+    network: str | None = None,
+    domain: str | None = None,
+    today: dt.date | None = None,
+) -> Made:
     """Make the deployment in `folder` (made if need be); ConfigError for a name or domain that cannot work."""
     today = today or dt.date.today()
     domain = (domain or DEFAULT_DOMAIN).strip().lower()
@@ -73,8 +79,10 @@ def create(folder: Path, *, title: str | None = None, network: str | None = None
 def starter_values(title: str, network: str, domain: str, today: dt.date) -> dict[str, object]:
     """Everything the starter files say, from the three names given to `init` and today's date."""
     if not _DOMAIN.fullmatch(domain):
-        raise ConfigError(f"--domain {domain}: that is not a domain name; give your organisation's, like example.org "
-                          "(an internationalised one as xn-- labels)")
+        raise ConfigError(
+            f"--domain {domain}: that is not a domain name; give your organisation's, like example.org "
+            "(an internationalised one as xn-- labels)"
+        )
     for option, value in (("--title", title), ("--network", network)):
         if not value.strip() or len(value.splitlines()) > 1:
             raise ConfigError(f"{option} must be one line of text")
@@ -99,8 +107,12 @@ def starter_values(title: str, network: str, domain: str, today: dt.date) -> dic
 
 def starter_files(values: dict[str, object]) -> dict[Path, str]:
     """Each file of the deployment (relative path -> text), rendered from `newsletter/starter/`."""
-    env = jinja2.Environment(loader=jinja2.FunctionLoader(_starter_text), autoescape=False,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_starter_text),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     # JSON strings are valid TOML basic strings and YAML double-quoted scalars: quotes and backslashes escaped.
     env.filters["toml"] = env.filters["yaml"] = lambda text: json.dumps(str(text), ensure_ascii=False)
     files = {

@@ -100,17 +100,23 @@ class Ledger:
         self.path = Path(path)
         self.created = not self.path.exists()
         if self.created and not create:
-            raise LedgerError(f"no send history at {self.path}: nothing has been sent with this configuration yet "
-                              "(check `ledger` in newsletter.toml)")
+            raise LedgerError(
+                f"no send history at {self.path}: nothing has been sent with this configuration yet "
+                "(check `ledger` in newsletter.toml)"
+            )
         if self.path.is_dir():
             raise LedgerError(f"{self.path} is a folder, not a ledger: set `ledger` in newsletter.toml to a file")
         if not self.created and self.path.stat().st_size == 0:
-            raise LedgerError(f"{self.path} is empty, so the send history is lost: restore it from a backup, or "
-                              "delete it to start again (everyone, suppressed readers too, would then be sent "
-                              "every issue again)")
+            raise LedgerError(
+                f"{self.path} is empty, so the send history is lost: restore it from a backup, or "
+                "delete it to start again (everyone, suppressed readers too, would then be sent "
+                "every issue again)"
+            )
         if not self.created and _header(self.path) != b"SQLite format 3\x00":
-            raise LedgerError(f"{self.path} is damaged or not a newsletter ledger (it is not an SQLite database): "
-                              "restore it from a backup, or point `ledger` in newsletter.toml at the right file")
+            raise LedgerError(
+                f"{self.path} is damaged or not a newsletter ledger (it is not an SQLite database): "
+                "restore it from a backup, or point `ledger` in newsletter.toml at the right file"
+            )
         if self.created and not self.path.parent.is_dir():
             raise LedgerError(f"cannot create the ledger {self.path}: the folder {self.path.parent} does not exist")
         try:
@@ -118,8 +124,10 @@ class Ledger:
             tables = {t for (t,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not self.created and "deliveries" not in tables:
                 self.db.close()
-                raise LedgerError(f"{self.path} is an SQLite database but not a newsletter ledger: point `ledger` in "
-                                  "newsletter.toml at the right file")
+                raise LedgerError(
+                    f"{self.path} is an SQLite database but not a newsletter ledger: point `ledger` in "
+                    "newsletter.toml at the right file"
+                )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
@@ -148,7 +156,9 @@ class Ledger:
                 before = self.db.total_changes
                 self.db.executemany(
                     "INSERT OR IGNORE INTO deliveries (issue, email, name, authority, status, updated) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?)", chunk)
+                    "VALUES (?, ?, ?, ?, 'pending', ?)",
+                    chunk,
+                )
                 return self.db.total_changes - before
 
         for row in rows:
@@ -165,14 +175,17 @@ class Ledger:
         with self._transaction():
             return self.db.execute(
                 "UPDATE deliveries SET status = 'pending', uncertain = 1, updated = ? "
-                "WHERE issue = ? AND status = 'sending'", (time.time(), issue)).rowcount
+                "WHERE issue = ? AND status = 'sending'",
+                (time.time(), issue),
+            ).rowcount
 
     def retry_failed(self, issue: str) -> int:
         with self._transaction():
             return self.db.execute(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, next_try = 0, updated = ? "
                 "WHERE issue = ? AND status = 'failed' AND email NOT IN (SELECT email FROM suppressions)",
-                (time.time(), issue)).rowcount
+                (time.time(), issue),
+            ).rowcount
 
     def drop_suppressed(self, issue: str) -> int:
         """Suppressed since they were queued: never send, and say why."""
@@ -181,7 +194,9 @@ class Ledger:
                 "UPDATE deliveries SET status = 'failed', updated = ?, reply = 'suppressed: ' || "
                 "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) "
                 "WHERE issue = ? AND status IN ('pending', 'deferred') "
-                "AND email IN (SELECT email FROM suppressions)", (time.time(), issue)).rowcount
+                "AND email IN (SELECT email FROM suppressions)",
+                (time.time(), issue),
+            ).rowcount
 
     # -- sending -----------------------------------------------------------------------------------
 
@@ -191,15 +206,16 @@ class Ledger:
         cursor = self.db.execute(
             "SELECT email, name, authority, attempts FROM deliveries WHERE issue = ? AND email > ? "
             f"AND (status = 'pending' OR (status = 'deferred' AND next_try <= ?)) {where} ORDER BY email LIMIT ?",
-            (issue, after, time.time(), *args, limit))
+            (issue, after, time.time(), *args, limit),
+        )
         return [Row(*r) for r in cursor]
 
     def next_retry(self, issue: str, only: Collection[str] | None = None) -> float | None:
         """When the earliest deferred row may be tried again; None when nothing is waiting."""
         where, args = _only(only)
         (when,) = self.db.execute(
-            f"SELECT min(next_try) FROM deliveries WHERE issue = ? AND status = 'deferred' {where}",
-            (issue, *args)).fetchone()
+            f"SELECT min(next_try) FROM deliveries WHERE issue = ? AND status = 'deferred' {where}", (issue, *args)
+        ).fetchone()
         return when
 
     def sending(self, issue: str, email: str, message_id: str) -> bool:
@@ -211,30 +227,39 @@ class Ledger:
         """
         now = time.time()
         with self._transaction():
-            claimed = self.db.execute(
-                "UPDATE deliveries SET status = 'sending', message_id = ?, attempts = attempts + 1, updated = ? "
-                "WHERE issue = ? AND email = ? AND status IN ('pending', 'deferred') "
-                "AND email NOT IN (SELECT email FROM suppressions)", (message_id, now, issue, email)).rowcount == 1
+            claimed = (
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'sending', message_id = ?, attempts = attempts + 1, updated = ? "
+                    "WHERE issue = ? AND email = ? AND status IN ('pending', 'deferred') "
+                    "AND email NOT IN (SELECT email FROM suppressions)",
+                    (message_id, now, issue, email),
+                ).rowcount
+                == 1
+            )
             if not claimed:
                 self.db.execute(
                     "UPDATE deliveries SET status = 'failed', updated = ?, reply = 'suppressed: ' || "
                     "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) WHERE issue = ? AND email = ? "
                     "AND status IN ('pending', 'deferred') AND email IN (SELECT email FROM suppressions)",
-                    (now, issue, email))
+                    (now, issue, email),
+                )
         return claimed
 
     def finished(self, issue: str, email: str, status: Status, reply: str, next_try: float = 0) -> None:
         with self._transaction():
             now = time.time()
-            self.db.execute("UPDATE deliveries SET status = ?, reply = ?, next_try = ?, updated = ?, "
-                            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE issue = ? AND email = ?",
-                            (status, reply[:500], next_try, now, status, now, issue, email))
+            self.db.execute(
+                "UPDATE deliveries SET status = ?, reply = ?, next_try = ?, updated = ?, "
+                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE issue = ? AND email = ?",
+                (status, reply[:500], next_try, now, status, now, issue, email),
+            )
 
     def sent_since(self, since: float) -> int:
         """Messages handed to the relay since a time, every issue: the daily cap counts these (not rows
         marked as sent by hand, which never went through it)."""
-        (count,) = self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent' AND updated >= ? "
-                                   "AND attempts > 0", (since,)).fetchone()
+        (count,) = self.db.execute(
+            "SELECT count(*) FROM deliveries WHERE status = 'sent' AND updated >= ? AND attempts > 0", (since,)
+        ).fetchone()
         return count
 
     def mark_sent(self, issue: str, note: str) -> int:
@@ -244,12 +269,18 @@ class Ledger:
             return self.db.execute(
                 "UPDATE deliveries SET status = 'sent', reply = ?, sent_at = ?, updated = ? "
                 "WHERE issue = ? AND status IN ('pending', 'deferred') "
-                "AND email NOT IN (SELECT email FROM suppressions)", (note, now, now, issue)).rowcount
+                "AND email NOT IN (SELECT email FROM suppressions)",
+                (note, now, now, issue),
+            ).rowcount
 
     def unfinished_issues(self) -> set[str]:
         """Issues with readers still waiting: a run stopped (a daily cap, a crash) before everyone had it."""
-        return {i for (i,) in self.db.execute(
-            "SELECT DISTINCT issue FROM deliveries WHERE status IN ('pending', 'deferred', 'sending')")}
+        return {
+            i
+            for (i,) in self.db.execute(
+                "SELECT DISTINCT issue FROM deliveries WHERE status IN ('pending', 'deferred', 'sending')"
+            )
+        }
 
     def newest_issue(self) -> str | None:
         """The newest issue this ledger has started: the unattended job never sends one older than it."""
@@ -262,8 +293,10 @@ class Ledger:
         """Per authority: a count per status, and `uncertain` (may have two copies)."""
         table: dict[str, dict[str, int]] = {}
         for authority, status, count, uncertain in self.db.execute(
-                "SELECT authority, status, count(*), sum(uncertain) FROM deliveries WHERE issue = ? "
-                "GROUP BY authority, status", (issue,)):
+            "SELECT authority, status, count(*), sum(uncertain) FROM deliveries WHERE issue = ? "
+            "GROUP BY authority, status",
+            (issue,),
+        ):
             row = table.setdefault(authority, dict.fromkeys((*STATUSES, "uncertain"), 0))
             row[status] = count
             row["uncertain"] += uncertain
@@ -271,8 +304,12 @@ class Ledger:
 
     def sent_counts(self, issue: str) -> dict[str, int]:
         """Per authority, how many have this issue (bounced ones included: the relay took them)."""
-        return dict(self.db.execute("SELECT authority, count(*) FROM deliveries WHERE issue = ? "
-                                    "AND sent_at IS NOT NULL GROUP BY authority", (issue,)))
+        return dict(
+            self.db.execute(
+                "SELECT authority, count(*) FROM deliveries WHERE issue = ? AND sent_at IS NOT NULL GROUP BY authority",
+                (issue,),
+            )
+        )
 
     def previous_issue(self, issue: str) -> str | None:
         (previous,) = self.db.execute("SELECT max(issue) FROM deliveries WHERE issue < ?", (issue,)).fetchone()
@@ -288,32 +325,46 @@ class Ledger:
         rows = self.db.execute(
             "SELECT b.email, b.kind || ' bounce', b.reason, b.received FROM bounces b WHERE b.received >= ? "
             "UNION ALL SELECT s.email, 'unsubscribed', s.reason, s.created FROM suppressions s "
-            "WHERE s.created >= ? AND s.reason LIKE 'unsubscribed%'", (since, since)).fetchall()
+            "WHERE s.created >= ? AND s.reason LIKE 'unsubscribed%'",
+            (since, since),
+        ).fetchall()
         removals = []
         for email, what, reason, when in rows:
-            last = self.db.execute("SELECT name, authority FROM deliveries WHERE email = ? ORDER BY issue DESC "
-                                   "LIMIT 1", (email,)).fetchone()
+            last = self.db.execute(
+                "SELECT name, authority FROM deliveries WHERE email = ? ORDER BY issue DESC LIMIT 1", (email,)
+            ).fetchone()
             name, authority = last if last else ("", "")
             removals.append(Removal(email, name, authority, what, reason, when))
         return removals
 
     def failures(self, issue: str) -> Iterator[Failure]:
-        for row in self.db.execute("SELECT email, authority, status, attempts, coalesce(reply, '') FROM deliveries "
-                                   "WHERE issue = ? AND status IN ('failed', 'deferred') ORDER BY authority, email",
-                                   (issue,)):
+        for row in self.db.execute(
+            "SELECT email, authority, status, attempts, coalesce(reply, '') FROM deliveries "
+            "WHERE issue = ? AND status IN ('failed', 'deferred') ORDER BY authority, email",
+            (issue,),
+        ):
             yield Failure(*row)
 
     def uncertain(self, issue: str) -> list[str]:
-        return [e for (e,) in self.db.execute(
-            "SELECT email FROM deliveries WHERE issue = ? AND uncertain = 1 ORDER BY email", (issue,))]
+        return [
+            e
+            for (e,) in self.db.execute(
+                "SELECT email FROM deliveries WHERE issue = ? AND uncertain = 1 ORDER BY email", (issue,)
+            )
+        ]
 
     # -- suppression -------------------------------------------------------------------------------
 
     def suppress(self, email: str, reason: str, source: str) -> bool:
         """Put an address on the suppression list; False when it was already there (the first reason stays)."""
         with self._transaction():
-            return self.db.execute("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
-                                   (email.lower(), reason, source, time.time())).rowcount == 1
+            return (
+                self.db.execute(
+                    "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
+                    (email.lower(), reason, source, time.time()),
+                ).rowcount
+                == 1
+            )
 
     def unsuppress(self, email: str) -> bool:
         with self._transaction():
@@ -342,14 +393,19 @@ class Ledger:
         email = email.lower()
         with self._transaction():
             # A hard report after a soft one for the same issue upgrades it; anything else is a repeat.
-            new = self.db.execute(
-                "INSERT INTO bounces VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email, issue) DO UPDATE SET "
-                "kind = 'hard', reason = excluded.reason WHERE bounces.kind = 'soft' AND excluded.kind = 'hard'",
-                (email, issue, kind, reason[:500], source, time.time())).rowcount == 1
+            new = (
+                self.db.execute(
+                    "INSERT INTO bounces VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email, issue) DO UPDATE SET "
+                    "kind = 'hard', reason = excluded.reason WHERE bounces.kind = 'soft' AND excluded.kind = 'hard'",
+                    (email, issue, kind, reason[:500], source, time.time()),
+                ).rowcount
+                == 1
+            )
             if new:
-                self.db.execute("UPDATE deliveries SET status = 'failed', reply = ?, updated = ? "
-                                "WHERE issue = ? AND email = ?", (f"bounced ({kind}): {reason}"[:500], time.time(),
-                                                                   issue, email))
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'failed', reply = ?, updated = ? WHERE issue = ? AND email = ?",
+                    (f"bounced ({kind}): {reason}"[:500], time.time(), issue, email),
+                )
         if kind == "hard":
             self.suppress(email, f"hard bounce: {reason}"[:500], source)
         elif self.soft_streak(email) >= SOFT_BOUNCES_IN_A_ROW:
@@ -358,11 +414,18 @@ class Ledger:
 
     def soft_streak(self, email: str) -> int:
         """How many of the latest issues sent to this address, running back from the newest, soft-bounced."""
-        issues = [i for (i,) in self.db.execute(
-            "SELECT DISTINCT issue FROM (SELECT issue FROM deliveries WHERE email = ? "
-            "UNION SELECT issue FROM bounces WHERE email = ?) ORDER BY issue DESC", (email.lower(), email.lower()))]
-        bounced = {i for (i,) in self.db.execute("SELECT issue FROM bounces WHERE email = ? AND kind = 'soft'",
-                                                 (email.lower(),))}
+        issues = [
+            i
+            for (i,) in self.db.execute(
+                "SELECT DISTINCT issue FROM (SELECT issue FROM deliveries WHERE email = ? "
+                "UNION SELECT issue FROM bounces WHERE email = ?) ORDER BY issue DESC",
+                (email.lower(), email.lower()),
+            )
+        ]
+        bounced = {
+            i
+            for (i,) in self.db.execute("SELECT issue FROM bounces WHERE email = ? AND kind = 'soft'", (email.lower(),))
+        }
         streak = 0
         for issue in issues:
             if issue not in bounced:
@@ -372,8 +435,9 @@ class Ledger:
 
     def last_issue_sent_to(self, email: str) -> str | None:
         """The newest issue this address was handed to the relay for: where a bounce without an ID belongs."""
-        row = self.db.execute("SELECT max(issue) FROM deliveries WHERE email = ? AND status IN ('sent', 'failed')",
-                              (email.lower(),)).fetchone()
+        row = self.db.execute(
+            "SELECT max(issue) FROM deliveries WHERE email = ? AND status IN ('sent', 'failed')", (email.lower(),)
+        ).fetchone()
         return row[0] if row else None
 
     def _transaction(self) -> _Transaction:
@@ -395,8 +459,10 @@ def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
         return f"the ledger {path} is busy (another command holds it): try again in a minute"
     if "readonly" in text or "read-only" in text or "unable to open" in text:
         return f"cannot write the ledger {path} ({text}): check the folder exists and is writable"
-    return (f"{path} is damaged or not a newsletter ledger ({text}): restore it from a backup, or point `ledger` in "
-            "newsletter.toml at the right file")
+    return (
+        f"{path} is damaged or not a newsletter ledger ({text}): restore it from a backup, or point `ledger` in "
+        "newsletter.toml at the right file"
+    )
 
 
 def _only(authorities: Collection[str] | None) -> tuple[str, tuple[str, ...]]:

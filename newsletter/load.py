@@ -70,8 +70,14 @@ class Draft:
         """Line and column of a value in the source, or of `found` at `offset` within a text value."""
         return text_position(self.tree, self.lines, path, offset, found)
 
-    def problem(self, path: Path_, message: str, severity: Literal["error", "warning"] = "warning",
-                offset: int | None = None, found: str = "") -> Problem:
+    def problem(
+        self,
+        path: Path_,
+        message: str,
+        severity: Literal["error", "warning"] = "warning",
+        offset: int | None = None,
+        found: str = "",
+    ) -> Problem:
         line, column = self.where(path, offset, found)
         return Problem(self.path, line, column, message, severity)
 
@@ -97,16 +103,33 @@ def load_draft(path: Path, authorities: Collection[str] | None = None) -> Draft:
     except OSError as exc:
         raise DraftError([Problem(path, 0, 0, f"cannot read the draft: {exc.strerror}")]) from None
     if len(raw) > MAX_BYTES:
-        raise DraftError([Problem(path, 1, 1, f"the file is {len(raw) // 1024} KB; a draft is at most "
-                                  f"{MAX_BYTES // 1024} KB. Is this the right file?")])
+        raise DraftError(
+            [
+                Problem(
+                    path,
+                    1,
+                    1,
+                    f"the file is {len(raw) // 1024} KB; a draft is at most "
+                    f"{MAX_BYTES // 1024} KB. Is this the right file?",
+                )
+            ]
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DraftError([Problem(path, line, 1, "this line has characters that are not UTF-8: "
-                                  "save the file as UTF-8 in your editor")]) from None
-    tabs = [Problem(path, n, line.index("\t") + 1, "this line is indented with a tab: indent with spaces")
-            for n, line in enumerate(text.splitlines(), 1) if "\t" in line[: len(line) - len(line.lstrip())]]
+        raise DraftError(
+            [
+                Problem(
+                    path, line, 1, "this line has characters that are not UTF-8: save the file as UTF-8 in your editor"
+                )
+            ]
+        ) from None
+    tabs = [
+        Problem(path, n, line.index("\t") + 1, "this line is indented with a tab: indent with spaces")
+        for n, line in enumerate(text.splitlines(), 1)
+        if "\t" in line[: len(line) - len(line.lstrip())]
+    ]
     if tabs:
         raise DraftError(tabs)
     tree = _parse(path, text)
@@ -144,22 +167,47 @@ def _parse(path: Path, text: str) -> CommentedMap:
         mark = exc.problem_mark or exc.context_mark
         unclosed = _unclosed_quote(text, mark.line + 1 if mark else len(text))
         if unclosed:
-            raise DraftError([Problem(path, unclosed, 1, "the quote opened on this line is not closed: "
-                                      "add the closing quote at the end of the value")]) from None
+            raise DraftError(
+                [
+                    Problem(
+                        path,
+                        unclosed,
+                        1,
+                        "the quote opened on this line is not closed: add the closing quote at the end of the value",
+                    )
+                ]
+            ) from None
         indent = _indentation_problem(path, text, mark.line + 1 if mark else len(text.splitlines()))
         if indent:
             raise DraftError([indent]) from None
         what = " ".join(filter(None, [exc.context, exc.problem]))
         hint = _yaml_hint(what)
-        raise DraftError([Problem(path, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1,
-                                  f"the YAML cannot be read: {what}{hint}")]) from None
+        raise DraftError(
+            [
+                Problem(
+                    path,
+                    mark.line + 1 if mark else 1,
+                    mark.column + 1 if mark else 1,
+                    f"the YAML cannot be read: {what}{hint}",
+                )
+            ]
+        ) from None
     except YAMLError as exc:
         raise DraftError([Problem(path, 1, 1, f"the YAML cannot be read: {exc}")]) from None
     except RecursionError:
         raise DraftError([Problem(path, 1, 1, "the file is nested too deeply to be a draft")]) from None
     if not isinstance(tree, CommentedMap):
-        raise DraftError([Problem(path, 1, 1, "a draft starts with `title:`, `issue:`, `subject:` ... "
-                                  "one per line; this file is not laid out that way")])
+        raise DraftError(
+            [
+                Problem(
+                    path,
+                    1,
+                    1,
+                    "a draft starts with `title:`, `issue:`, `subject:` ... "
+                    "one per line; this file is not laid out that way",
+                )
+            ]
+        )
     return tree
 
 
@@ -230,9 +278,14 @@ def _indentation_problem(path: Path, text: str, error_line: int) -> Problem | No
             if not opens:
                 if previous and previous.dedented_from is not None and indent <= previous.dedented_from:
                     return _less(path, previous)
-                return Problem(path, number, indent + 1, f"this line is indented more than the line above it: "
-                               f"{_spaces(indent)}, where {_named(previous)} has {levels[-1]}. Line it up with the "
-                               "keys of its block (and put quotes around a value that contains `: `)")
+                return Problem(
+                    path,
+                    number,
+                    indent + 1,
+                    f"this line is indented more than the line above it: "
+                    f"{_spaces(indent)}, where {_named(previous)} has {levels[-1]}. Line it up with the "
+                    "keys of its block (and put quotes around a value that contains `: `)",
+                )
             levels.append(indent)
             if dashes:
                 items.add(indent)
@@ -244,8 +297,13 @@ def _indentation_problem(path: Path, text: str, error_line: int) -> Problem | No
                 if not levels or levels[-1] != indent or (indent in items and not dashes):
                     return _less(path, here)
             elif levels and indent in items and not dashes and not opens:
-                return Problem(path, number, indent + 1, "this line is lined up with the `- ` above it but does not "
-                               "start with `- `: indent it like the keys above it, or start it with `- `")
+                return Problem(
+                    path,
+                    number,
+                    indent + 1,
+                    "this line is lined up with the `- ` above it but does not "
+                    "start with `- `: indent it like the keys above it, or start it with `- `",
+                )
             if not levels:
                 levels.append(indent)
                 if dashes:
@@ -284,9 +342,14 @@ def _named(line: _Line | None) -> str:
 
 def _less(path: Path, line: _Line) -> Problem:
     above = line.dedented_from
-    return Problem(path, line.number, line.indent + 1, f"this line is indented less than the lines above it: "
-                   f"{_spaces(line.indent)}, where they have {above}. Line up each key with the others of its block "
-                   "(the fields of a section, event or session all start in the same column)")
+    return Problem(
+        path,
+        line.number,
+        line.indent + 1,
+        f"this line is indented less than the lines above it: "
+        f"{_spaces(line.indent)}, where they have {above}. Line up each key with the others of its block "
+        "(the fields of a section, event or session all start in the same column)",
+    )
 
 
 def _yaml_hint(what: str) -> str:
@@ -307,12 +370,25 @@ def _size_problems(path: Path, tree: Any) -> list[Problem]:
         node, depth = stack.pop()
         count += 1
         if count > MAX_NODES:
-            return [Problem(path, 1, 1, f"the draft has more than {MAX_NODES:,} values; "
-                            "a draft is far smaller. Is this the right file?")]
+            return [
+                Problem(
+                    path,
+                    1,
+                    1,
+                    f"the draft has more than {MAX_NODES:,} values; a draft is far smaller. Is this the right file?",
+                )
+            ]
         if depth > MAX_DEPTH:
             line, column = node.lc.line + 1, node.lc.col + 1
-            return [Problem(path, line, column, f"the draft is nested more than {MAX_DEPTH} levels deep here; "
-                            "sections hold their fields directly, with no deeper lists")]
+            return [
+                Problem(
+                    path,
+                    line,
+                    column,
+                    f"the draft is nested more than {MAX_DEPTH} levels deep here; "
+                    "sections hold their fields directly, with no deeper lists",
+                )
+            ]
         if isinstance(node, dict):
             stack += [(v, depth + 1) for v in node.values()]
         elif isinstance(node, list):
@@ -331,12 +407,18 @@ def _html_problems(path: Path, tree: CommentedMap, lines: list[str]) -> Iterator
             stack += [(v, (*at, i)) for i, v in enumerate(node)]
         elif isinstance(node, str) and (match := HTML_TAG.search(node)):
             line, column = text_position(tree, lines, at, match.start(), match.group())
-            yield Problem(path, line, column, f"`{match.group()[:40]}` is HTML, which drafts do not use "
-                          "(it would show as text). Write Markdown instead: **bold**, *italic*, [link text](https://...)")
+            yield Problem(
+                path,
+                line,
+                column,
+                f"`{match.group()[:40]}` is HTML, which drafts do not use "
+                "(it would show as text). Write Markdown instead: **bold**, *italic*, [link text](https://...)",
+            )
 
 
-def text_position(tree: Any, lines: list[str], path: Path_, offset: int | None = None,
-                  found: str = "") -> tuple[int, int]:
+def text_position(
+    tree: Any, lines: list[str], path: Path_, offset: int | None = None, found: str = ""
+) -> tuple[int, int]:
     """Where `found`, at `offset` in the text value at `path`, is in the file.
 
     Exact for block scalars (`body: |`), the usual home of long text; a single-line value gives its own
@@ -394,20 +476,35 @@ def _explain(path: Path, tree: CommentedMap, error: Any, at: Path_ | None = None
     if kind == "extra_forbidden":
         allowed = _fields_at(loc[:-1])
         guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-        hint = f": did you mean `{guess[0]}`?" if guess else f"; the keys here are {', '.join(allowed)}" if allowed else ""
+        hint = (
+            f": did you mean `{guess[0]}`?" if guess else f"; the keys here are {', '.join(allowed)}" if allowed else ""
+        )
         line, column = position(tree, at, key=True)
         return Problem(path, line, column, f"unknown key `{loc[-1]}`{hint}")
     line, column = position(tree, at)
     if kind == "missing":
         where = _owner(loc[:-1])
         return Problem(path, line, column, f"{where} has no `{loc[-1]}`: add a line `{loc[-1]}: ...`")
-    if kind in ("string_type", "dict_type", "list_type", "model_type", "model_attributes_type", "int_type",
-                "int_parsing", "date_type"):
-        expected = {"string_type": "text", "dict_type": "a block of keys (`name: value` lines, indented)",
-                    "model_type": "a block of keys (`name: value` lines, indented)",
-                    "model_attributes_type": "a block of keys (`name: value` lines, indented)",
-                    "list_type": "a list (lines starting with `- `)", "int_type": "a whole number",
-                    "int_parsing": "a whole number", "date_type": "a date like 2025-10-15"}[kind]
+    if kind in (
+        "string_type",
+        "dict_type",
+        "list_type",
+        "model_type",
+        "model_attributes_type",
+        "int_type",
+        "int_parsing",
+        "date_type",
+    ):
+        expected = {
+            "string_type": "text",
+            "dict_type": "a block of keys (`name: value` lines, indented)",
+            "model_type": "a block of keys (`name: value` lines, indented)",
+            "model_attributes_type": "a block of keys (`name: value` lines, indented)",
+            "list_type": "a list (lines starting with `- `)",
+            "int_type": "a whole number",
+            "int_parsing": "a whole number",
+            "date_type": "a date like 2025-10-15",
+        }[kind]
         return Problem(path, line, column, f"`{name}` should be {expected}, not {_describe(error.get('input'))}")
     if kind == "string_too_short":
         return Problem(path, line, column, f"`{name}` is empty: write it, or remove the line")
@@ -511,17 +608,29 @@ def _section_shapes(path: Path, tree: CommentedMap) -> _Shapes:
         at: Path_ = ("sections", i)
         if item is None:
             line, column = position(tree, at)
-            shapes.problems.append(Problem(path, line, column, "this `-` starts a section but nothing follows it: "
-                                           f"write the kind ({kinds}) with a colon, and its fields under it"))
+            shapes.problems.append(
+                Problem(
+                    path,
+                    line,
+                    column,
+                    "this `-` starts a section but nothing follows it: "
+                    f"write the kind ({kinds}) with a colon, and its fields under it",
+                )
+            )
             shapes.handled.add(i)
             continue
         if isinstance(item, str):
             word = item.strip()
-            guess = word if word in SECTION_KINDS else next(iter(difflib.get_close_matches(word, SECTION_KINDS, n=1)), None)
+            guess = (
+                word if word in SECTION_KINDS else next(iter(difflib.get_close_matches(word, SECTION_KINDS, n=1)), None)
+            )
             line, column = position(tree, at)
-            what = (f"`{word}` needs a colon after it (`- {guess}:`), with its fields indented under it" if guess else
-                    f"`{word[:40]}` is not a section: each section is one of {kinds}, followed by a colon and its "
-                    "fields indented under it")
+            what = (
+                f"`{word}` needs a colon after it (`- {guess}:`), with its fields indented under it"
+                if guess
+                else f"`{word[:40]}` is not a section: each section is one of {kinds}, followed by a colon and its "
+                "fields indented under it"
+            )
             shapes.problems.append(Problem(path, line, column, what))
             shapes.handled.add(i)
             continue
@@ -533,19 +642,31 @@ def _section_shapes(path: Path, tree: CommentedMap) -> _Shapes:
         others = [k for k in keys if k not in SECTION_KINDS]
         if len(found) > 1:
             line, column = position(tree, (*at, found[1]), key=True)
-            shapes.problems.append(Problem(path, line, column, f"`{found[1]}:` is in the same section as "
-                                           f"`{found[0]}:` on line {position(tree, (*at, found[0]), key=True)[0]}: "
-                                           f"start a new section with `- {found[1]}:`"))
+            shapes.problems.append(
+                Problem(
+                    path,
+                    line,
+                    column,
+                    f"`{found[1]}:` is in the same section as "
+                    f"`{found[0]}:` on line {position(tree, (*at, found[0]), key=True)[0]}: "
+                    f"start a new section with `- {found[1]}:`",
+                )
+            )
             continue
         if not found:
             line, column = position(tree, (*at, keys[0]), key=True)
             guess = difflib.get_close_matches(keys[0], SECTION_KINDS, n=1)
             fits = [k for k in SECTION_KINDS if set(keys) <= set(fields_at((k,)))]
-            hint = (f"did you mean `{guess[0]}:`?" if guess else
-                    f"for these fields, write `- {fits[0]}:` on its own line and indent them under it" if len(fits) == 1
-                    else f"write the kind ({kinds}) with a colon on its own line, and indent the fields under it")
-            shapes.problems.append(Problem(path, line, column, f"this section starts with `{keys[0]}`, not with its "
-                                           f"kind: {hint}"))
+            hint = (
+                f"did you mean `{guess[0]}:`?"
+                if guess
+                else f"for these fields, write `- {fits[0]}:` on its own line and indent them under it"
+                if len(fits) == 1
+                else f"write the kind ({kinds}) with a colon on its own line, and indent the fields under it"
+            )
+            shapes.problems.append(
+                Problem(path, line, column, f"this section starts with `{keys[0]}`, not with its kind: {hint}")
+            )
             continue
         kind = found[0]
         body = item[kind]
@@ -553,26 +674,47 @@ def _section_shapes(path: Path, tree: CommentedMap) -> _Shapes:
         if body is None:
             line, column = position(tree, (*at, others[0]), key=True)
             names = ", ".join(f"`{k}`" for k in others)
-            shapes.problems.append(Problem(
-                path, line, column, f"found `{kind}:` with nothing under it, and its fields ({names}) lined up with "
-                f"it in column {kind_column}: indent them {2} more spaces, under `{kind}:` (line {kind_line})"))
+            shapes.problems.append(
+                Problem(
+                    path,
+                    line,
+                    column,
+                    f"found `{kind}:` with nothing under it, and its fields ({names}) lined up with "
+                    f"it in column {kind_column}: indent them {2} more spaces, under `{kind}:` (line {kind_line})",
+                )
+            )
             fields = {k: item[k] for k in others}
         elif isinstance(body, dict):
             inside = next(iter(body), None)
             for key in others:
                 line, column = position(tree, (*at, key), key=True)
-                like = f"like `{inside}` (line {position(tree, (*at, kind, inside), key=True)[0]})" if inside else \
-                    f"under `{kind}:`"
-                shapes.problems.append(Problem(
-                    path, line, column, f"`{key}` is lined up with `{kind}:` (line {kind_line}), so it is not one of "
-                    f"the {kind}'s fields: indent it {like}"))
+                like = (
+                    f"like `{inside}` (line {position(tree, (*at, kind, inside), key=True)[0]})"
+                    if inside
+                    else f"under `{kind}:`"
+                )
+                shapes.problems.append(
+                    Problem(
+                        path,
+                        line,
+                        column,
+                        f"`{key}` is lined up with `{kind}:` (line {kind_line}), so it is not one of "
+                        f"the {kind}'s fields: indent it {like}",
+                    )
+                )
             fields = {**{k: item[k] for k in others}, **body}
         else:
             line, column = position(tree, (*at, kind))
             names = ", ".join(f"`{k}`" for k in others)
-            shapes.problems.append(Problem(
-                path, line, column, f"`{kind}:` is followed by a value instead of its fields, and {names} are lined "
-                f"up with it: put each field of the {kind} on its own line, indented under `{kind}:`"))
+            shapes.problems.append(
+                Problem(
+                    path,
+                    line,
+                    column,
+                    f"`{kind}:` is followed by a value instead of its fields, and {names} are lined "
+                    f"up with it: put each field of the {kind} on its own line, indented under `{kind}:`",
+                )
+            )
             continue
         repaired[i] = {kind: fields}
         shapes.moved[i] = (kind, set(others))
@@ -592,7 +734,9 @@ def _audience_problems(path: Path, tree: CommentedMap, shapes: _Shapes, slugs: C
         audience = body.get("audience") if isinstance(body, dict) else None
         for j, slug in enumerate(audience if isinstance(audience, list) else []):
             if isinstance(slug, str) and slug not in slugs:
-                guess = difflib.get_close_matches(slug, slugs, n=1) or difflib.get_close_matches(slug.lower(), slugs, n=1)
+                guess = difflib.get_close_matches(slug, slugs, n=1) or difflib.get_close_matches(
+                    slug.lower(), slugs, n=1
+                )
                 hint = f": did you mean `{guess[0]}`?" if guess else "; the list is in recipients/authorities.yaml"
                 line, column = position(tree, shapes.relocate(("sections", i, kind, "audience", j)))
                 problems.append(Problem(path, line, column, f"`{slug}` is not an authority{hint}"))

@@ -34,8 +34,9 @@ def _parser() -> MarkdownIt:
 
 def to_html(source: str) -> Markup:
     html = _parser().render(source)
-    return Markup(nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=URL_SCHEMES,
-                            link_rel=None))
+    return Markup(
+        nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=URL_SCHEMES, link_rel=None)
+    )
 
 
 class Numbering(Protocol):
@@ -97,8 +98,14 @@ def to_text(source: str, width: int = WIDTH, refs: Numbering | None = None) -> s
             lines = [
                 line
                 for n, para_line in enumerate(text.split("\n"))
-                for line in textwrap.wrap(para_line, width=width - len(prefix), initial_indent=first if n == 0 else later,
-                                          subsequent_indent=later, break_long_words=False, break_on_hyphens=False)
+                for line in textwrap.wrap(
+                    para_line,
+                    width=width - len(prefix),
+                    initial_indent=first if n == 0 else later,
+                    subsequent_indent=later,
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
                 or [""]
             ]
             blocks.append("\n".join(prefix + line.replace(GLUE, " ") for line in lines))

@@ -100,9 +100,7 @@ def _time(value: Any) -> Any:
             hour = hour % 12 + (12 if ampm == "pm" else 0)
         if (ampm or match["m"]) and hour < 24 and minute < 60:
             return dt.time(hour, minute)
-    raise PydanticCustomError(
-        "time", "`{value}` is not a time: write it like 09:30, 14:00 or 2pm", {"value": value}
-    )
+    raise PydanticCustomError("time", "`{value}` is not a time: write it like 09:30, 14:00 or 2pm", {"value": value})
 
 
 Time = Annotated[dt.time, BeforeValidator(_time)]
@@ -130,7 +128,8 @@ Date = Annotated[dt.date, BeforeValidator(_date)]
 def _slug(value: str) -> str:
     if not SLUG.match(value):
         raise PydanticCustomError(
-            "slug", "`{value}` is not an authority slug: lower-case words joined by hyphens, like telford-and-wrekin",
+            "slug",
+            "`{value}` is not an authority slug: lower-case words joined by hyphens, like telford-and-wrekin",
             {"value": value},
         )
     return value
@@ -216,8 +215,11 @@ class Session(Strict):
     def _ends_after_start(cls, end: dt.time | None, info: ValidationInfo) -> dt.time | None:
         start = info.data.get("start")
         if end is not None and start is not None and end <= start:
-            raise PydanticCustomError("time", "this session ends at {end}, before it starts at {start}: check the times",
-                                      {"end": f"{end:%H:%M}", "start": f"{start:%H:%M}"})
+            raise PydanticCustomError(
+                "time",
+                "this session ends at {end}, before it starts at {start}: check the times",
+                {"end": f"{end:%H:%M}", "start": f"{start:%H:%M}"},
+            )
         return end
 
 
@@ -267,7 +269,9 @@ def _section(value: Any) -> Any:
     if body is None:
         raise PydanticCustomError("section", "this {kind} section is empty: give it its fields", {"kind": kind})
     if not isinstance(body, dict):
-        raise PydanticCustomError("section", "the fields of a {kind} go on the lines below it, indented", {"kind": kind})
+        raise PydanticCustomError(
+            "section", "the fields of a {kind} go on the lines below it, indented", {"kind": kind}
+        )
     return {**body, "kind": kind}
 
 
@@ -286,7 +290,8 @@ def _issue_id(value: Any) -> Any:
     raise PydanticCustomError(
         "issue_id",
         "`{value}` is not an issue: write its month, like 2025-09, or for a special issue its month and a name "
-        "in lower-case words joined by hyphens, like 2025-04-farewell", {"value": value},
+        "in lower-case words joined by hyphens, like 2025-04-farewell",
+        {"value": value},
     )
 
 
@@ -305,13 +310,18 @@ def _attachment_file(value: Any) -> Any:
     parts = text.split("/")
     if not _FILE.match(text) or any(part in ("", ".", "..") for part in parts):
         raise PydanticCustomError(
-            "attachment", "`{value}` is not a file in the draft's folder: write its name, like "
+            "attachment",
+            "`{value}` is not a file in the draft's folder: write its name, like "
             "2025-04-dates.pdf, or a folder below the draft's and the name, like files/2025-04-dates.pdf "
-            "(with / between them, never ..)", {"value": value})
+            "(with / between them, never ..)",
+            {"value": value},
+        )
     if parts[-1].lower() in RESERVED_FILES:
         raise PydanticCustomError(
-            "attachment", "a file called {name} would replace the issue's own page in the web archive: "
-            "rename it", {"name": parts[-1]})
+            "attachment",
+            "a file called {name} would replace the issue's own page in the web archive: rename it",
+            {"name": parts[-1]},
+        )
     return text
 
 
@@ -331,8 +341,10 @@ class Attachment(Strict):
     def _file_or_url(self) -> Attachment:
         if (self.file is None) == (self.url is None):
             raise PydanticCustomError(
-                "attachment", "{what}: `file:` for a file in the draft's folder, or `url:` for a web address",
-                {"what": "give this attachment one of them, not both" if self.file else "this attachment needs one of"})
+                "attachment",
+                "{what}: `file:` for a file in the draft's folder, or `url:` for a web address",
+                {"what": "give this attachment one of them, not both" if self.file else "this attachment needs one of"},
+            )
         return self
 
     @property
@@ -355,7 +367,7 @@ class Issue(Strict):
     title: Line = "Regional Update"
     issue: IssueId = Field(
         description="The month of the issue, year-month, like 2025-09; a special issue adds a name, like "
-                    "2025-04-farewell. Sending records and web archive folders are named by it."
+        "2025-04-farewell. Sending records and web archive folders are named by it."
     )
     edition: Line | None = None
     """What the masthead shows instead of the month, such as "Farewell edition"."""
@@ -380,8 +392,11 @@ class Issue(Strict):
                 continue
             if attachment.name.lower() in seen:
                 raise PydanticCustomError(
-                    "attachment", "two attachments are files called {name}: they are published side by side, "
-                    "so give them different names", {"name": attachment.name})
+                    "attachment",
+                    "two attachments are files called {name}: they are published side by side, "
+                    "so give them different names",
+                    {"name": attachment.name},
+                )
             seen.add(attachment.name.lower())
         return attachments
 

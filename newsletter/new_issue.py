@@ -73,9 +73,11 @@ def create(drafts: Path, month: str | None = None) -> NewIssue:
     send_on = _weekday(same_day)
 
     lines = text.splitlines(keepends=True)
-    changed = (_set_value(lines, tree, "issue", lambda _: month)
-               and _set_value(lines, tree, "send_on", lambda _: send_on.isoformat())
-               and _set_value(lines, tree, "status", lambda _: "draft", missing_ok=True))
+    changed = (
+        _set_value(lines, tree, "issue", lambda _: month)
+        and _set_value(lines, tree, "send_on", lambda _: send_on.isoformat())
+        and _set_value(lines, tree, "status", lambda _: "draft", missing_ok=True)
+    )
     for key in ("subject", "preheader"):
         _set_value(lines, tree, key, lambda old: old.replace(old_label, new_label), missing_ok=True)
     cuts, removed = _past_events(tree, send_on)
@@ -141,8 +143,8 @@ def _set_value(lines: list[str], tree: CommentedMap, key: str, change: Any, miss
     line, column = tree.lc.value(key)
     text = lines[line]
     body = text.rstrip("\r\n")
-    ending = text[len(body):]
-    quote = body[column:column + 1]
+    ending = text[len(body) :]
+    quote = body[column : column + 1]
     if quote in ("'", '"'):
         end = body.find(quote, column + 1)
         while quote == '"' and end > 0 and body[end - 1] == "\\":
@@ -186,8 +188,11 @@ def _past_events(tree: CommentedMap, send_on: dt.date) -> tuple[list[tuple[Comme
             sessions = event.get("sessions") if isinstance(event, dict) else None
             if not isinstance(sessions, CommentedSeq) or not sessions:
                 continue
-            past = [k for k, s in enumerate(sessions)
-                    if isinstance(s, dict) and (_as_date(s.get("date")) or send_on) < send_on]
+            past = [
+                k
+                for k, s in enumerate(sessions)
+                if isinstance(s, dict) and (_as_date(s.get("date")) or send_on) < send_on
+            ]
             if len(past) == len(sessions):
                 gone.append(j)
                 removed.append(str(event.get("title")))
@@ -207,7 +212,7 @@ def _item_lines(lines: list[str], seq: CommentedSeq, index: int) -> range | None
     line, column = seq.lc.item(index)
     text = lines[line]
     dash = text.rfind("-", 0, column)
-    if dash < 0 or text[:dash].strip() or text[dash + 1:column].strip():
+    if dash < 0 or text[:dash].strip() or text[dash + 1 : column].strip():
         return None
     end = line + 1
     last = line
@@ -227,8 +232,9 @@ def _item_lines(lines: list[str], seq: CommentedSeq, index: int) -> range | None
     return range(start, last + 1)
 
 
-def _redump(text: str, month: str, send_on: dt.date, old_label: str, new_label: str,
-            cuts: list[tuple[CommentedSeq, int]]) -> str:
+def _redump(
+    text: str, month: str, send_on: dt.date, old_label: str, new_label: str, cuts: list[tuple[CommentedSeq, int]]
+) -> str:
     """The round-trip re-write, for layouts the in-place edits cannot follow (comments kept, layout not)."""
     import io
 
@@ -265,13 +271,37 @@ def _to_rewrite(path: Path, text: str, old_month: str, new_label: str) -> list[P
         stripped = line.lstrip(" ")
         column = len(line) - len(stripped) + 1
         if stripped.startswith("subject:"):
-            found.append(Problem(path, n, column, f"the subject still describes the {old_label} issue (only its month "
-                                 f"is moved on): rewrite it for {new_label}", "warning"))
+            found.append(
+                Problem(
+                    path,
+                    n,
+                    column,
+                    f"the subject still describes the {old_label} issue (only its month "
+                    f"is moved on): rewrite it for {new_label}",
+                    "warning",
+                )
+            )
         elif stripped.startswith("preheader:"):
-            found.append(Problem(path, n, column, f"the preheader is the one of {old_label}: write one line about "
-                                 f"{new_label} for inboxes to show after the subject", "warning"))
+            found.append(
+                Problem(
+                    path,
+                    n,
+                    column,
+                    f"the preheader is the one of {old_label}: write one line about "
+                    f"{new_label} for inboxes to show after the subject",
+                    "warning",
+                )
+            )
         elif match := naming.search(line):
             what = "this comment" if stripped.startswith("#") else "this line"
-            found.append(Problem(path, n, match.start() + 1, f"{what} names {match.group()}, the month of the last "
-                                 f"issue: rewrite it for {new_label}, or remove it", "warning"))
+            found.append(
+                Problem(
+                    path,
+                    n,
+                    match.start() + 1,
+                    f"{what} names {match.group()}, the month of the last "
+                    f"issue: rewrite it for {new_label}, or remove it",
+                    "warning",
+                )
+            )
     return found

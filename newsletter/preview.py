@@ -66,8 +66,9 @@ class State:
         if self.issue is None:
             return None
         if slug not in self.variants:
-            self.variants[slug] = render(self.issue, self.authorities.get(slug or ""), web=Web(files=CALENDAR),
-                                         settings=self.settings)
+            self.variants[slug] = render(
+                self.issue, self.authorities.get(slug or ""), web=Web(files=CALENDAR), settings=self.settings
+            )
         return self.variants[slug]
 
     def wait(self, version: int, timeout: float) -> int:
@@ -76,9 +77,15 @@ class State:
             return self.version
 
 
-def serve(path: Path, authorities: dict[str, Authority], port: int = 8025, host: str = "127.0.0.1",
-          ready: Callable[[str], None] | None = None, stop: threading.Event | None = None,
-          settings: Settings | None = None) -> None:
+def serve(
+    path: Path,
+    authorities: dict[str, Authority],
+    port: int = 8025,
+    host: str = "127.0.0.1",
+    ready: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+    settings: Settings | None = None,
+) -> None:
     """Serve the preview until `stop` is set (or forever); `ready` gets the URL once listening.
 
     `settings` (newsletter.toml) gives the names, brand and templates; None: the shipped defaults.
@@ -127,14 +134,18 @@ def _loopback(host: str) -> bool:
 def _watch(state: State, stop: threading.Event) -> None:
     # Watch the folder, not the file: editors save by writing a new file and renaming it over the old.
     target = state.path.resolve()
-    for changes in watchfiles.watch(target.parent, stop_event=stop, debounce=200, step=20,
-                                    watch_filter=lambda _, changed: Path(changed).resolve() == target):
+    for changes in watchfiles.watch(
+        target.parent,
+        stop_event=stop,
+        debounce=200,
+        step=20,
+        watch_filter=lambda _, changed: Path(changed).resolve() == target,
+    ):
         if changes:
             state.refresh()
 
 
-_pages = jinja2.Environment(loader=shipped_templates(), autoescape=True,
-                            undefined=jinja2.StrictUndefined)
+_pages = jinja2.Environment(loader=shipped_templates(), autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -146,8 +157,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         if not self._addressed_to_us():
-            return self._send(HTTPStatus.FORBIDDEN, "text/plain", b"this preview answers only at 127.0.0.1, "
-                              b"localhost or [::1] with its port")
+            return self._send(
+                HTTPStatus.FORBIDDEN,
+                "text/plain",
+                b"this preview answers only at 127.0.0.1, localhost or [::1] with its port",
+            )
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         slug = query.get("authority", [""])[0] or None
@@ -175,8 +189,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _page(self) -> None:
         state = self.server.state
-        html = _pages.get_template("preview.html.j2").render(path=state.path, authorities=state.authorities.values(),
-                                                             brand=state.settings.brand.colour)
+        html = _pages.get_template("preview.html.j2").render(
+            path=state.path, authorities=state.authorities.values(), brand=state.settings.brand.colour
+        )
         self._send(HTTPStatus.OK, "text/html; charset=utf-8", html.encode())
 
     def _part(self, slug: str | None, kind: str) -> None:

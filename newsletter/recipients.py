@@ -53,10 +53,14 @@ def load_authorities(path: Path) -> list[Authority]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ListError(f"{path}: there is no such file: it lists the member authorities, one {_AUTHORITY_EXAMPLE}"
-                        " per line; restore it, or set `recipients` in newsletter.toml to the folder that has it") from None
+        raise ListError(
+            f"{path}: there is no such file: it lists the member authorities, one {_AUTHORITY_EXAMPLE}"
+            " per line; restore it, or set `recipients` in newsletter.toml to the folder that has it"
+        ) from None
     except UnicodeDecodeError as exc:
-        raise ListError(f"{path}: the file is not UTF-8 (byte {exc.start + 1} cannot be read): save it as UTF-8") from None
+        raise ListError(
+            f"{path}: the file is not UTF-8 (byte {exc.start + 1} cannot be read): save it as UTF-8"
+        ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ListError(f"{path}: the file cannot be read ({reason}): check it is a file you can read") from None
@@ -65,8 +69,10 @@ def load_authorities(path: Path) -> list[Authority]:
     except YAMLError as exc:
         raise ListError(_yaml_problem(path, text, exc)) from None
     except RecursionError:
-        raise ListError(f"{path}: the file is nested too deeply to be an authorities list: each authority is one"
-                        f" line like {_AUTHORITY_EXAMPLE}") from None
+        raise ListError(
+            f"{path}: the file is nested too deeply to be an authorities list: each authority is one"
+            f" line like {_AUTHORITY_EXAMPLE}"
+        ) from None
     if data is None:
         raise ListError(f"{path}: the file is empty: list each member authority as {_AUTHORITY_EXAMPLE}")
     if not isinstance(data, list):
@@ -76,15 +82,19 @@ def load_authorities(path: Path) -> list[Authority]:
     for index, entry in enumerate(data):
         line = _line(data, index)
         if not isinstance(entry, dict):
-            raise ListError(f"{path}:{line}: entry {index + 1} (`{_show(str(entry))}`) is not an authority:"
-                            f" write it like {_AUTHORITY_EXAMPLE}")
+            raise ListError(
+                f"{path}:{line}: entry {index + 1} (`{_show(str(entry))}`) is not an authority:"
+                f" write it like {_AUTHORITY_EXAMPLE}"
+            )
         try:
             authority = Authority.model_validate(dict(entry))
         except ValidationError as exc:
             raise ListError(_authority_problem(path, entry, line, exc)) from None
         if authority.slug in first_line:
-            raise ListError(f"{path}:{line}: the slug `{authority.slug}` is listed twice (first at line"
-                            f" {first_line[authority.slug]}): list each authority once")
+            raise ListError(
+                f"{path}:{line}: the slug `{authority.slug}` is listed twice (first at line"
+                f" {first_line[authority.slug]}): list each authority once"
+            )
         first_line[authority.slug] = line
         authorities.append(authority)
     return authorities
@@ -109,16 +119,20 @@ def _yaml_problem(path: Path, text: str, exc: YAMLError) -> str:
         mark = context
     line = f":{mark.line + 1}" if mark is not None else ""
     problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-    return (f"{path}{line}: this is not valid YAML ({problem}): check the brackets, commas and colons on this line;"
-            f" each authority is one line like {_AUTHORITY_EXAMPLE}")
+    return (
+        f"{path}{line}: this is not valid YAML ({problem}): check the brackets, commas and colons on this line;"
+        f" each authority is one line like {_AUTHORITY_EXAMPLE}"
+    )
 
 
 def _authority_problem(path: Path, entry: dict, line: int, exc: ValidationError) -> str:  # type: ignore[type-arg]
     error = exc.errors()[0]
     field = str(error["loc"][0]) if error["loc"] else ""
     if error["type"] == "extra_forbidden":
-        return (f"{path}:{_key_line(entry, field, line)}: `{_show(field)}` is not a field of an authority:"
-                " each has only slug, name and kind")
+        return (
+            f"{path}:{_key_line(entry, field, line)}: `{_show(field)}` is not a field of an authority:"
+            " each has only slug, name and kind"
+        )
     if error["type"] == "missing":
         return f"{path}:{line}: this authority has no `{field}`: write it like {_AUTHORITY_EXAMPLE}"
     where = f"{path}:{_line(entry, field) if field in entry else line}"
@@ -393,7 +407,11 @@ def _read(path: Path, authority: str) -> Iterator[tuple[int, Recipient | RowProb
         binary = open(path, "rb")  # noqa: SIM115 - closed by the `with` below, after the checks
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        yield 0, RowProblem(path, 0, f"the list cannot be opened ({reason}): check the file is a CSV file you can read"), False
+        yield (
+            0,
+            RowProblem(path, 0, f"the list cannot be opened ({reason}): check the file is a CSV file you can read"),
+            False,
+        )
         return
     with binary:
         if binary.read(4).startswith(_WORKBOOK_MAGIC):
@@ -427,7 +445,7 @@ def _rows(path: Path, authority: str, source: _Source) -> Iterator[tuple[int, Re
             break
         except csv.Error as exc:
             message = (
-                f"this row cannot be read ({exc}): look for a quote mark `\"` that is not closed in or above it,"
+                f'this row cannot be read ({exc}): look for a quote mark `"` that is not closed in or above it,'
                 " fix it and export again; the rest of the file was not read"
             )
             yield row + 1, problem(row + 1, message), True
@@ -470,7 +488,7 @@ def _recipient(
         later = value.splitlines()[1:]
         if any("@" in line and delimiter in line for line in later):
             message = (
-                f"a quote mark `\"` in this row is never closed, so this row and the {len(later)} line(s) of the file"
+                f'a quote mark `"` in this row is never closed, so this row and the {len(later)} line(s) of the file'
                 " after it were read as one cell and none of them were used: add the missing quote mark (or remove"
                 " the stray one) and export again"
             )
@@ -506,16 +524,24 @@ def _recipient(
         name = _clean(f"{cell(columns.first)} {cell(columns.last)}")
     if len(name) > LONGEST_NAME:
         short = _shorten(name)
-        message = (f"the name is {len(name)} characters long, more than an email header holds well ({LONGEST_NAME}),"
-                   f" so it was shortened to `{_show(short)}`: correct it in the spreadsheet and export again")
+        message = (
+            f"the name is {len(name)} characters long, more than an email header holds well ({LONGEST_NAME}),"
+            f" so it was shortened to `{_show(short)}`: correct it in the spreadsheet and export again"
+        )
         yield row, RowProblem(path, row, message, "warning"), False
         name = short
     if "=?" in name:
-        message = (f"the name `{_show(name)}` looks like an encoded email header (`=?...?=`): it will be shown"
-                   " as written, so check the spreadsheet holds the person's real name")
+        message = (
+            f"the name `{_show(name)}` looks like an encoded email header (`=?...?=`): it will be shown"
+            " as written, so check the spreadsheet holds the person's real name"
+        )
         yield row, RowProblem(path, row, message, "warning"), False
 
-    stray = [index for index, value in enumerate(cells) if (index >= len(columns.headings) or index in columns.unheaded) and _clean(value)]
+    stray = [
+        index
+        for index, value in enumerate(cells)
+        if (index >= len(columns.headings) or index in columns.unheaded) and _clean(value)
+    ]
     if stray:
         letters = ", ".join(_letter(index) for index in stray)
         values = ", ".join(f"`{_show(cells[index])}`" for index in stray)
@@ -601,8 +627,10 @@ def _shorten(name: str) -> str:
     return (cut[:space] if space >= LONGEST_NAME * 3 // 4 else cut).rstrip()
 
 
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@"
-                            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
 """The everyday shape of an address, a strict subset of what email-validator accepts."""
 
 
@@ -615,8 +643,13 @@ def address(raw: str) -> str:
     validator is most of that time); anything else goes to email-validator.
     """
     at = raw.find("@")
-    if (len(raw) <= 254 and 0 < at <= 64 and _PLAIN_ADDRESS.fullmatch(raw) and "--" not in raw[at:]
-            and raw.rsplit(".", 1)[1].lower() not in SPECIAL_USE_DOMAIN_NAMES):
+    if (
+        len(raw) <= 254
+        and 0 < at <= 64
+        and _PLAIN_ADDRESS.fullmatch(raw)
+        and "--" not in raw[at:]
+        and raw.rsplit(".", 1)[1].lower() not in SPECIAL_USE_DOMAIN_NAMES
+    ):
         return raw.lower()
     return validate_email(raw, check_deliverability=False, allow_smtputf8=False).ascii_email.lower()
 
@@ -632,7 +665,9 @@ def valid_address(raw: str) -> str:
     except EmailNotValidError as exc:
         reason = " ".join(str(exc).rstrip(".").split())
         reason = reason[:1].lower() + reason[1:]
-        raise ListError(f"`{_show(text)}` is not a valid email address ({_show(reason, 200)}): {_fix_one(text)}") from None
+        raise ListError(
+            f"`{_show(text)}` is not a valid email address ({_show(reason, 200)}): {_fix_one(text)}"
+        ) from None
 
 
 def _fix_one(raw: str) -> str:
@@ -649,8 +684,10 @@ def _fix_one(raw: str) -> str:
     return "write it in full, like name@organisation.gov.uk"
 
 
-_NON_ASCII_LOCAL = ("letters with accents or other non-ASCII characters before the @ cannot be sent (the relay would"
-                    " need SMTPUTF8): ask the person for another address")
+_NON_ASCII_LOCAL = (
+    "letters with accents or other non-ASCII characters before the @ cannot be sent (the relay would"
+    " need SMTPUTF8): ask the person for another address"
+)
 
 
 def _valid(value: str) -> bool:

@@ -47,8 +47,16 @@ TEMPLATES = "newsletter.templates"
 """The shipped templates: the top-level templates/ folder, installed as this package (see pyproject.toml)."""
 FONTS = "-apple-system, BlinkMacSystemFont, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif"
 COLOUR = {
-    "brand": "#183f6b", "accent": "#183f6b", "heading": "#183f6b", "link": "#1a5ea8", "text": "#1f2933",
-    "muted": "#4b5563", "background": "#eef1f5", "paper": "#ffffff", "footer": "#e5e9ef", "rule": "#c9d1db",
+    "brand": "#183f6b",
+    "accent": "#183f6b",
+    "heading": "#183f6b",
+    "link": "#1a5ea8",
+    "text": "#1f2933",
+    "muted": "#4b5563",
+    "background": "#eef1f5",
+    "paper": "#ffffff",
+    "footer": "#e5e9ef",
+    "rule": "#c9d1db",
     "badge": "#1f6f3f",
 }
 """The shipped palette; `[brand] colour` replaces brand, accent and heading (white text goes on it, and it is
@@ -98,8 +106,15 @@ class Web:
     """Prefix of the `.ics` links ("" = beside the page); None leaves "Add to calendar" out."""
 
 
-def render(issue: Issue, authority: Authority | None = None, *, web: Web = Web(), archive: bool = False,
-           settings: Settings | None = None, members: int | None = None) -> Rendered:
+def render(
+    issue: Issue,
+    authority: Authority | None = None,
+    *,
+    web: Web = Web(),
+    archive: bool = False,
+    settings: Settings | None = None,
+    members: int | None = None,
+) -> Rendered:
     """One authority's variant; None renders the sections meant for everyone.
 
     `archive` renders the public web page: no personal fields, no unsubscribe link. `settings` gives the
@@ -128,7 +143,9 @@ def render(issue: Issue, authority: Authority | None = None, *, web: Web = Web()
     source = environment(settings.templates_dir).get_template("email.mjml.j2").render(context)
     text_template = _text_environment(settings.templates_dir).get_template("email.txt.j2")
     text = text_template.render({**context, "refs": References()})
-    return Rendered(html=to_html(source), text=_squeeze_blank_lines(text), variant=authority.name if authority else None)
+    return Rendered(
+        html=to_html(source), text=_squeeze_blank_lines(text), variant=authority.name if authority else None
+    )
 
 
 def identity_context(issue: Issue | None, settings: Settings, members: int | None = None) -> dict[str, object]:
@@ -153,8 +170,28 @@ def palette(brand: str) -> dict[str, str]:
     return {**COLOUR, "brand": brand, "accent": brand, "heading": brand}
 
 
-_NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-            "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_NUMBERS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
@@ -173,7 +210,7 @@ def count_words(n: int) -> str:
 
 def luminance(colour: str) -> float:
     """WCAG 2.1 relative luminance of `#rrggbb`."""
-    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
@@ -186,7 +223,7 @@ def contrast(a: str, b: str) -> float:
 
 def darker(colour: str, against: str = ON_BRAND, target: float = AA_CONTRAST) -> str:
     """The same hue darkened just enough to reach `target` contrast with `against`: a suggestion, not a rule."""
-    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
     for step in range(100, -1, -1):
         candidate = "#" + "".join(f"{round(c * step / 100):02x}" for c in rgb)
         if contrast(candidate, against) >= target:
@@ -203,8 +240,9 @@ TEMPLATE_NAMES = ("email.mjml.j2", "email.txt.j2", "archive-index.html.j2")
 """The templates `templates_dir` may replace (the preview's own pages are the tool's, not the brand's)."""
 
 
-def identity_problems(settings: Settings, config: Path = Path("newsletter.toml"), issue: Issue | None = None) \
-        -> list[Problem]:
+def identity_problems(
+    settings: Settings, config: Path = Path("newsletter.toml"), issue: Issue | None = None
+) -> list[Problem]:
     """What `check` reports about newsletter.toml's identity: brand contrast, the logo, `templates_dir`.
 
     With an issue, an override of the templates is rendered and must still carry what every copy needs.
@@ -219,18 +257,33 @@ def identity_problems(settings: Settings, config: Path = Path("newsletter.toml")
     ratio = contrast(colour, ON_BRAND)
     if ratio < AA_CONTRAST:
         suggestion = darker(colour)
-        problems.append(problem("colour", f"`[brand] colour` {colour} gives {ratio_text(ratio)} contrast with the "
-                                "white text on it (the masthead and buttons; headings are this colour on white): "
-                                f"WCAG AA needs 4.5:1. Use a darker shade, such as {suggestion} "
-                                f"({ratio_text(contrast(suggestion, ON_BRAND))})"))
+        problems.append(
+            problem(
+                "colour",
+                f"`[brand] colour` {colour} gives {ratio_text(ratio)} contrast with the "
+                "white text on it (the masthead and buttons; headings are this colour on white): "
+                f"WCAG AA needs 4.5:1. Use a darker shade, such as {suggestion} "
+                f"({ratio_text(contrast(suggestion, ON_BRAND))})",
+            )
+        )
     logo = settings.brand.logo
     if logo is not None:
         if not logo.url.lower().startswith("https://"):
-            problems.append(problem("url", f"`[brand.logo] url` {logo.url} must start with https://: mail programs "
-                                    "block pictures from plain http"))
+            problems.append(
+                problem(
+                    "url",
+                    f"`[brand.logo] url` {logo.url} must start with https://: mail programs "
+                    "block pictures from plain http",
+                )
+            )
         if re.search(r"\.(png|jpe?g|gif|svg|webp)$", logo.alt, re.IGNORECASE) or logo.alt.lower() in ("logo", "image"):
-            problems.append(problem("alt", f"`[brand.logo] alt` is `{logo.alt}`: say what the logo says (usually the "
-                                    "organisation's name), for readers whose mail program blocks pictures"))
+            problems.append(
+                problem(
+                    "alt",
+                    f"`[brand.logo] alt` is `{logo.alt}`: say what the logo says (usually the "
+                    "organisation's name), for readers whose mail program blocks pictures",
+                )
+            )
     if settings.templates_dir is not None:
         problems += _template_problems(settings, issue, problem)
     return problems
@@ -255,14 +308,21 @@ def _template_problems(settings: Settings, issue: Issue | None, problem: Callabl
     assert folder is not None
     if not folder.is_dir():
         return [problem("templates_dir", f"`templates_dir` {folder} is not a folder: make it, or remove the setting")]
-    problems = [problem("templates_dir", f"{path} is not a template the tool uses ({', '.join(TEMPLATE_NAMES)}): it "
-                        "changes nothing; check its name", "warning")
-                for path in sorted(folder.iterdir()) if path.is_file() and path.name not in TEMPLATE_NAMES]
+    problems = [
+        problem(
+            "templates_dir",
+            f"{path} is not a template the tool uses ({', '.join(TEMPLATE_NAMES)}): it changes nothing; check its name",
+            "warning",
+        )
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name not in TEMPLATE_NAMES
+    ]
     if issue is None:
         return problems
     try:
-        member = render(issue, Authority(slug="sample", name="Sample Member Council", kind="council"),
-                        settings=settings)
+        member = render(
+            issue, Authority(slug="sample", name="Sample Member Council", kind="council"), settings=settings
+        )
         everyone = render(issue, None, web=Web(files=""), archive=True, settings=settings, members=2)
     except (jinja2.TemplateError, RenderError) as exc:
         return [*problems, problem("templates_dir", f"the templates in {folder} do not render: {exc}")]
@@ -316,7 +376,9 @@ def contents(issue: Issue, sections: list) -> list[tuple[str, str]]:
     `contents: true` always gives one, `false` never; without it, a variant with CONTENTS_FROM or more
     headed parts (sections with a heading, and the documents) gets one.
     """
-    entries = [(anchor(n), section.heading) for n, section in enumerate(sections, 1) if getattr(section, "heading", None)]
+    entries = [
+        (anchor(n), section.heading) for n, section in enumerate(sections, 1) if getattr(section, "heading", None)
+    ]
     if issue.attachments:
         entries.append((DOCUMENTS_ANCHOR, DOCUMENTS_HEADING))
     wanted = issue.contents if issue.contents is not None else len(entries) >= CONTENTS_FROM
@@ -486,8 +548,14 @@ def _filters(env: jinja2.Environment) -> jinja2.Environment:
 
 
 def _wrap(text: str, indent: str = "", first: str | None = None) -> list[str]:
-    lines = textwrap.wrap(text, markdown.WIDTH, initial_indent=indent if first is None else first,
-                          subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+    lines = textwrap.wrap(
+        text,
+        markdown.WIDTH,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
     return [line.replace(markdown.GLUE, " ") for line in lines]
 
 
@@ -524,8 +592,7 @@ def shipped_templates() -> jinja2.BaseLoader:
 @functools.cache
 def environment(templates_dir: Path | None = None) -> jinja2.Environment:
     """The HTML templates (autoescaped): the email's MJML and the archive index."""
-    env = _filters(jinja2.Environment(loader=_loader(templates_dir), autoescape=True,
-                                      undefined=jinja2.StrictUndefined))
+    env = _filters(jinja2.Environment(loader=_loader(templates_dir), autoescape=True, undefined=jinja2.StrictUndefined))
     env.filters["markdown"] = markdown.to_html
     env.globals["contact"] = _html_contact
     return env
@@ -533,8 +600,14 @@ def environment(templates_dir: Path | None = None) -> jinja2.Environment:
 
 @functools.cache
 def _text_environment(templates_dir: Path | None = None) -> jinja2.Environment:
-    env = _filters(jinja2.Environment(loader=_loader(templates_dir), autoescape=False,
-                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True))
+    env = _filters(
+        jinja2.Environment(
+            loader=_loader(templates_dir),
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+    )
     env.filters["markdown"] = lambda source, refs: markdown.to_text(source, refs=refs)
     env.filters["underline"] = _underline
     env.filters["wrap"] = lambda text, indent="", first=None: "\n".join(_wrap(text, indent, first))

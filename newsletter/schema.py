@@ -30,8 +30,10 @@ from newsletter.model import SECTION_KINDS, Issue
 SCHEMA_FILE = Path("schema") / "draft.schema.json"
 """Where the committed copy lives, from the project folder (drafts/ point at it as ../schema/...)."""
 
-TIME_PATTERN = (r"^\s*(?:(?:[01]?\d|2[0-3])[:.][0-5]\d(?:\s*[aApP][mM])?|(?:[01]?\d|2[0-3])\s*[aApP][mM]|"
-                r"[nN][oO][oO][nN]|[mM][iI][dD][dD][aA][yY]|12 [nN][oO][oO][nN])\s*$")
+TIME_PATTERN = (
+    r"^\s*(?:(?:[01]?\d|2[0-3])[:.][0-5]\d(?:\s*[aApP][mM])?|(?:[01]?\d|2[0-3])\s*[aApP][mM]|"
+    r"[nN][oO][oO][nN]|[mM][iI][dD][dD][aA][yY]|12 [nN][oO][oO][nN])\s*$"
+)
 DATE_PATTERN = r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$"
 URL_PATTERN = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/]+\S*\s*$"
 EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"
@@ -43,8 +45,10 @@ KINDS = {
     "image": "A picture on its own: src (its https:// address), alt (what it shows), optional caption.",
 }
 
-MARKDOWN = ("Paragraphs in Markdown: a blank line between paragraphs, `- ` at the start of a line for a bullet, "
-            "**bold**, *italic*, [link text](https://...). Write it after `|` on the lines below, indented.")
+MARKDOWN = (
+    "Paragraphs in Markdown: a blank line between paragraphs, `- ` at the start of a line for a bullet, "
+    "**bold**, *italic*, [link text](https://...). Write it after `|` on the lines below, indented."
+)
 
 HELP: dict[str, dict[str, str]] = {
     "Issue": {
@@ -54,10 +58,10 @@ HELP: dict[str, dict[str, str]] = {
         "from": "Who the email is from: `name` and `email`.",
         "reply_to": "The address replies go to.",
         "send_on": "The day the mailing job sends the issue (on or after it, once `status` is approved), "
-                   "year-month-day like 2025-10-17. A weekday.",
+        "year-month-day like 2025-10-17. A weekday.",
         "status": "`draft` while it is being written; `approved` when it may be sent.",
         "sections": "The sections in order, each `- letter:`, `- article:`, `- events:` or `- image:` with its "
-                    "fields indented under it.",
+        "fields indented under it.",
     },
     "Sender": {"name": "The name readers see as the sender.", "email": "The sending address."},
     "Letter": {
@@ -98,7 +102,7 @@ HELP: dict[str, dict[str, str]] = {
         "caption": "A line shown under the picture.",
     },
     "Link": {
-        "text": "Words that say where the link goes (never \"click here\").",
+        "text": 'Words that say where the link goes (never "click here").',
         "url": "The full web address, starting with https://.",
     },
     "Person": {"name": "Their name.", "email": "Their email address.", "role": "Their role, like SEND Co-ordinator."},
@@ -126,8 +130,11 @@ class _Generator(GenerateJsonSchema):
 
 
 def _by_validator(function: Any, generated: dict[str, Any]) -> dict[str, Any]:
-    patterns = {getattr(model, "_url", None): URL_PATTERN, getattr(model, "_email", None): EMAIL_PATTERN,
-                getattr(model, "_slug", None): model.SLUG.pattern}
+    patterns = {
+        getattr(model, "_url", None): URL_PATTERN,
+        getattr(model, "_email", None): EMAIL_PATTERN,
+        getattr(model, "_slug", None): model.SLUG.pattern,
+    }
     pattern = patterns.get(function)
     if pattern and generated.get("type") == "string":
         return {**generated, "pattern": pattern}
@@ -144,14 +151,27 @@ def draft_schema() -> dict[str, Any]:
             definition["required"].remove("kind")
         _describe(name, definition)
     _describe("Issue", schema)
-    schema["properties"]["sections"]["items"] = {"oneOf": [
-        {"type": "object", "title": kind, "description": KINDS.get(kind, ""),
-         "properties": {kind: {"$ref": f"#/$defs/{section.__name__}", "description": KINDS.get(kind, "")}},
-         "required": [kind], "additionalProperties": False}
-        for kind, section in SECTION_KINDS.items()]}
-    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "title": "Regional Update draft",
-              "description": "One issue of the newsletter: the YAML file in drafts/ named by its month. Check it with "
-                             "`newsletter check`.", **schema, "definitions": defs}
+    schema["properties"]["sections"]["items"] = {
+        "oneOf": [
+            {
+                "type": "object",
+                "title": kind,
+                "description": KINDS.get(kind, ""),
+                "properties": {kind: {"$ref": f"#/$defs/{section.__name__}", "description": KINDS.get(kind, "")}},
+                "required": [kind],
+                "additionalProperties": False,
+            }
+            for kind, section in SECTION_KINDS.items()
+        ]
+    }
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "Regional Update draft",
+        "description": "One issue of the newsletter: the YAML file in drafts/ named by its month. Check it with "
+        "`newsletter check`.",
+        **schema,
+        "definitions": defs,
+    }
     return _draft07(schema)
 
 
@@ -179,8 +199,13 @@ def _docstrings(cls: Any) -> dict[str, str]:
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
         for node, after in itertools.pairwise(body):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
-                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
                 field = base.model_fields.get(node.target.id)
                 key = (field.alias if field and field.alias else None) or node.target.id
                 found[key] = inspect.cleandoc(after.value.value)

@@ -44,7 +44,7 @@ def parse(report: str) -> Score:
     if head is None:
         raise ValueError("SpamAssassin gave no report")
     rules = []
-    table = report[head.end():].split("\n")
+    table = report[head.end() :].split("\n")
     for line in table:
         match = re.match(r"^\s*(-?\d+\.\d+)\s+([A-Z0-9_]+)\s+(.*)$", line)
         if match:

@@ -107,8 +107,14 @@ class Smtp(Transport):
         self.client: aiosmtplib.SMTP | None = None
 
     async def _connect(self) -> aiosmtplib.SMTP:
-        client = aiosmtplib.SMTP(hostname=self.host, port=self.port, use_tls=self.implicit_tls,
-                                 start_tls=self.starttls, timeout=self.timeout, tls_context=ssl.create_default_context())
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.implicit_tls,
+            start_tls=self.starttls,
+            timeout=self.timeout,
+            tls_context=ssl.create_default_context(),
+        )
         try:
             await client.connect()
             if self.username:
@@ -153,8 +159,15 @@ class Smtp(Transport):
             return _refused(exc.code, exc.message)
         except ValueError as exc:  # this reader's address cannot go on a command line (UnicodeError too)
             return Result("failed", f"the address cannot be sent to this relay: {exc}")
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError,
-                aiosmtplib.SMTPConnectTimeoutError, aiosmtplib.SMTPReadTimeoutError, OSError, TimeoutError) as exc:
+        except (
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPConnectTimeoutError,
+            aiosmtplib.SMTPReadTimeoutError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             await self._drop()
             return Result("deferred", f"connection: {type(exc).__name__}: {exc}".strip())
         return Result("sent", reply)
@@ -179,8 +192,9 @@ class Smtp(Transport):
         try:
             if _DOT_ATOM.fullmatch(message.sender) and _DOT_ATOM.fullmatch(message.recipient):
                 # What client.mail and client.rcpt send for such addresses, without parsing them twice each.
-                response = await client.execute_command(b"MAIL", f"FROM:<{message.sender}>".encode(),
-                                                        *(option.encode() for option in options))
+                response = await client.execute_command(
+                    b"MAIL", f"FROM:<{message.sender}>".encode(), *(option.encode() for option in options)
+                )
                 if response.code != 250:
                     raise aiosmtplib.SMTPSenderRefused(response.code, response.message, message.sender)
                 response = await client.execute_command(b"RCPT", f"TO:<{message.recipient}>".encode())
@@ -275,4 +289,3 @@ def opener(url: str, settings: TransportSettings, password: str | None = None) -
         return lambda: Outbox(directory)
     Smtp(url, settings, password)  # validate the URL and TLS policy now, before anything is queued
     return lambda: Smtp(url, settings, password)
-

@@ -37,15 +37,17 @@ _HEADER = struct.Struct(">IH")
 @functools.lru_cache(maxsize=8)
 def _cipher(secret: str) -> AESSIV:
     """The key, derived once per secret: the secret may be any string, the cipher needs 32 random-looking bytes."""
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-               info=b"newsletter unsubscribe token v1").derive(secret.encode())
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"newsletter unsubscribe token v1").derive(
+        secret.encode()
+    )
     return AESSIV(key)
 
 
 def make_token(email: str, list_id: str, secret: str) -> str:
     address = email.encode()
-    sealed = _cipher(secret).encrypt(_HEADER.pack(int(time.time()), len(address)) + address + list_id.encode(),
-                                     [VERSION])
+    sealed = _cipher(secret).encrypt(
+        _HEADER.pack(int(time.time()), len(address)) + address + list_id.encode(), [VERSION]
+    )
     return base64.urlsafe_b64encode(VERSION + sealed).rstrip(b"=").decode("ascii")
 
 
@@ -59,8 +61,8 @@ def read_token(token: str, secret: str, max_age: int = MAX_AGE) -> tuple[str, st
             raise ValueError("not a token")
         plain = _cipher(secret).decrypt(raw[1:], [VERSION])
         made, length = _HEADER.unpack_from(plain)
-        email = plain[_HEADER.size:_HEADER.size + length].decode()
-        list_id = plain[_HEADER.size + length:].decode()
+        email = plain[_HEADER.size : _HEADER.size + length].decode()
+        list_id = plain[_HEADER.size + length :].decode()
     except (InvalidTag, ValueError, binascii.Error, struct.error):
         raise BadToken("invalid") from None
     if time.time() - made > max_age:

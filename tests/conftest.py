@@ -12,8 +12,15 @@ from newsletter.recipients import Authority, load_authorities
 
 ROOT = Path(__file__).resolve().parent.parent
 DRAFTS = sorted((ROOT / "drafts").glob("*.yaml"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,23 @@ from typing import Any
 from markdown_it import MarkdownIt
 from ruamel.yaml import YAML
 
-PROSE_KEYS = {"heading", "body", "sign_off", "signed", "name", "role", "text", "title", "venue", "online",
-              "about", "intro", "caption", "note", "edition"}
+PROSE_KEYS = {
+    "heading",
+    "body",
+    "sign_off",
+    "signed",
+    "name",
+    "role",
+    "text",
+    "title",
+    "venue",
+    "online",
+    "about",
+    "intro",
+    "caption",
+    "note",
+    "edition",
+}
 """Keys whose values readers must see word for word in both parts."""
 _MD = MarkdownIt("commonmark")
 
@@ -53,8 +68,13 @@ def urls(path: Path) -> list[str]:
     found = [v for k, v in _walk(tree["sections"]) if k in ("url", "src", "link") and isinstance(v, str)]
     for key, value in _walk(tree["sections"]):
         if key in PROSE_KEYS and isinstance(value, str):
-            found += [t.attrs["href"] for tok in _MD.parse(value) if tok.children
-                      for t in tok.children if t.type == "link_open"]
+            found += [
+                t.attrs["href"]
+                for tok in _MD.parse(value)
+                if tok.children
+                for t in tok.children
+                if t.type == "link_open"
+            ]
     return found
 
 

@@ -132,8 +132,14 @@ class Dovecot:
     def start(self, timeout: float = 15) -> Dovecot:
         # The daemon keeps its standard streams: a file, not a pipe we would wait on for ever.
         with open(self.tmp / "start.log", "wb") as out:
-            run = subprocess.run([_binary("dovecot"), "-c", str(self.config)], check=False,
-                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+            run = subprocess.run(
+                [_binary("dovecot"), "-c", str(self.config)],
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
         if run.returncode != 0:
             output = (self.tmp / "start.log").read_text(errors="replace")
             self.stop()
@@ -162,8 +168,14 @@ class Dovecot:
             self.started = False
             pid_file = self.tmp / "run" / "master.pid"
             pid = int(pid_file.read_text().strip()) if pid_file.exists() else None
-            subprocess.run([_binary("doveadm"), "-c", str(self.config), "stop"], check=False,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            subprocess.run(
+                [_binary("doveadm"), "-c", str(self.config), "stop"],
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+            )
             # doveadm stop returns at once: wait for the master (the process we started) to exit.
             deadline = time.monotonic() + 15
             while pid is not None and time.monotonic() < deadline and _alive(pid):
@@ -182,8 +194,9 @@ class Dovecot:
 class DropProxy:
     """A loopback TCP proxy to `port` that drops the connection on purpose (once: later connections pass)."""
 
-    def __init__(self, port: int, *, drop_before: tuple[str, int] | None = None,
-                 drop_after_bytes: int | None = None) -> None:
+    def __init__(
+        self, port: int, *, drop_before: tuple[str, int] | None = None, drop_after_bytes: int | None = None
+    ) -> None:
         self.target = port
         self.drop_before = drop_before
         self.drop_after_bytes = drop_after_bytes

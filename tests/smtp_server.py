@@ -105,8 +105,9 @@ class Server:
     def __init__(self, handler: Handler | None = None, **smtp_options: object) -> None:
         self.handler = handler or Handler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     data_size_limit=10 * 1024 * 1024, **smtp_options)
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, data_size_limit=10 * 1024 * 1024, **smtp_options
+        )
 
     @property
     def url(self) -> str:

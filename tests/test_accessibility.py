@@ -21,8 +21,9 @@ SPECIAL = Path(__file__).resolve().parent / "fixtures" / "special" / "2025-04-fa
 def html(request: pytest.FixtureRequest, authorities: dict) -> str:
     issue = load_draft(request.param, authorities).issue
     folder = f"https://wm.example.org/archive/{issue.issue}/"
-    rendered = render(issue, authorities["sandwell-childrens-trust"], web=Web(page=folder, files=folder),
-                      settings=OWN_TEMPLATES)
+    rendered = render(
+        issue, authorities["sandwell-childrens-trust"], web=Web(page=folder, files=folder), settings=OWN_TEMPLATES
+    )
     page_html, _ = rendered.fill(email="zoe.smith@sandwell.example.org", unsubscribe_url="https://example.org/u/t")
     return page_html
 

@@ -1,4 +1,4 @@
-""""Add to calendar" files: every .ics is parsed back with icalendar and checked against zoneinfo."""
+""" "Add to calendar" files: every .ics is parsed back with icalendar and checked against zoneinfo."""
 
 from __future__ import annotations
 
@@ -22,13 +22,15 @@ BOOKING = {"text": "Book a place", "url": "https://example.org/book"}
 
 
 def make_issue(*sections: dict, month: str = "2025-09", send_on: str = "2025-09-19") -> Issue:
-    return Issue.model_validate({
-        "issue": month,
-        "subject": "Regional Update test",
-        "from": {"name": "West Midlands Regional Team", "email": "regional.update@wmchildrensservices.org.uk"},
-        "send_on": send_on,
-        "sections": list(sections) or [{"article": {"heading": "Nothing", "body": "Nothing on."}}],
-    })
+    return Issue.model_validate(
+        {
+            "issue": month,
+            "subject": "Regional Update test",
+            "from": {"name": "West Midlands Regional Team", "email": "regional.update@wmchildrensservices.org.uk"},
+            "send_on": send_on,
+            "sections": list(sections) or [{"article": {"heading": "Nothing", "body": "Nothing on."}}],
+        }
+    )
 
 
 def events(*items: dict, **section: object) -> dict:
@@ -58,8 +60,9 @@ def utc(value: datetime) -> datetime:
 
 
 def test_summer_session_is_local_london_time_in_bst():
-    entry, calendar = one({"title": "Care Leavers Policy Workshop",
-                           "sessions": [{"date": "2025-10-14", "start": "10:00", "end": "12pm"}]})
+    entry, calendar = one(
+        {"title": "Care Leavers Policy Workshop", "sessions": [{"date": "2025-10-14", "start": "10:00", "end": "12pm"}]}
+    )
     event = calendar.events[0]
     assert event.start == datetime(2025, 10, 14, 10, 0, tzinfo=LONDON)
     assert event.end == datetime(2025, 10, 14, 12, 0, tzinfo=LONDON)
@@ -71,8 +74,12 @@ def test_summer_session_is_local_london_time_in_bst():
 
 
 def test_winter_session_is_gmt():
-    _, calendar = one({"title": "Regional Safeguarding Network",
-                       "sessions": [{"date": "2025-12-03", "start": "2pm", "end": "4.30pm"}]})
+    _, calendar = one(
+        {
+            "title": "Regional Safeguarding Network",
+            "sessions": [{"date": "2025-12-03", "start": "2pm", "end": "4.30pm"}],
+        }
+    )
     event = calendar.events[0]
     assert event.start == datetime(2025, 12, 3, 14, 0, tzinfo=LONDON)
     assert event.end == datetime(2025, 12, 3, 16, 30, tzinfo=LONDON)
@@ -81,10 +88,14 @@ def test_winter_session_is_gmt():
 
 
 def test_october_before_and_after_the_clocks_go_back():
-    before, after = entries(make_issue(events(
-        {"title": "Before", "sessions": [{"date": "2025-10-25", "start": "09:00", "end": "10:00"}]},
-        {"title": "After", "sessions": [{"date": "2025-10-27", "start": "09:00", "end": "10:00"}]},
-    )))
+    before, after = entries(
+        make_issue(
+            events(
+                {"title": "Before", "sessions": [{"date": "2025-10-25", "start": "09:00", "end": "10:00"}]},
+                {"title": "After", "sessions": [{"date": "2025-10-27", "start": "09:00", "end": "10:00"}]},
+            )
+        )
+    )
     assert parse(before.data).events[0].start.utcoffset() == timedelta(hours=1)
     assert utc(parse(before.data).events[0].start) == datetime(2025, 10, 25, 8, 0, tzinfo=UTC)
     assert parse(after.data).events[0].start.utcoffset() == timedelta(0)
@@ -93,8 +104,9 @@ def test_october_before_and_after_the_clocks_go_back():
 
 def test_session_across_the_autumn_change_lasts_three_and_a_half_hours():
     # Clocks go back at 02:00 BST on Sunday 26 October 2025: 00:30 BST to 03:00 GMT.
-    entry, calendar = one({"title": "Overnight helpline training",
-                           "sessions": [{"date": "2025-10-26", "start": "00:30", "end": "03:00"}]})
+    entry, calendar = one(
+        {"title": "Overnight helpline training", "sessions": [{"date": "2025-10-26", "start": "00:30", "end": "03:00"}]}
+    )
     event = calendar.events[0]
     assert event.start == datetime(2025, 10, 26, 0, 30, tzinfo=LONDON)
     assert event.end == datetime(2025, 10, 26, 3, 0, tzinfo=LONDON)
@@ -109,9 +121,14 @@ def test_session_across_the_autumn_change_lasts_three_and_a_half_hours():
 
 def test_session_across_the_spring_change_lasts_an_hour_and_a_half():
     # Clocks go forward at 01:00 GMT on Sunday 29 March 2026: 00:30 GMT to 03:00 BST.
-    _, calendar = one({"title": "Overnight helpline training",
-                       "sessions": [{"date": "2026-03-29", "start": "00:30", "end": "03:00"}]},
-                      month="2026-03", send_on="2026-03-06")
+    _, calendar = one(
+        {
+            "title": "Overnight helpline training",
+            "sessions": [{"date": "2026-03-29", "start": "00:30", "end": "03:00"}],
+        },
+        month="2026-03",
+        send_on="2026-03-06",
+    )
     event = calendar.events[0]
     assert event.start == datetime(2026, 3, 29, 0, 30, tzinfo=LONDON)
     assert event.end == datetime(2026, 3, 29, 3, 0, tzinfo=LONDON)
@@ -141,8 +158,13 @@ def test_no_end_time_across_the_autumn_change_is_one_real_hour():
 
 
 def test_all_day_session_has_dates_and_ends_the_next_day():
-    entry, calendar = one({"title": "Regional Safeguarding Conference", "venue": "Worcestershire County Cricket Club",
-                           "sessions": [{"date": "2025-11-27"}]})
+    entry, calendar = one(
+        {
+            "title": "Regional Safeguarding Conference",
+            "venue": "Worcestershire County Cricket Club",
+            "sessions": [{"date": "2025-11-27"}],
+        }
+    )
     event = calendar.events[0]
     assert event.start == date(2025, 11, 27) and not isinstance(event.start, datetime)
     assert event.end == date(2025, 11, 28) and not isinstance(event.end, datetime)
@@ -156,8 +178,9 @@ def test_all_day_session_has_dates_and_ends_the_next_day():
 
 def test_end_before_start_is_refused():
     with pytest.raises(ValueError, match="ends .* before it starts"):
-        entries(make_issue(events({"title": "Typo", "sessions": [{"date": "2025-10-15", "start": "10:00",
-                                                                  "end": "2:00"}]})))
+        entries(
+            make_issue(events({"title": "Typo", "sessions": [{"date": "2025-10-15", "start": "10:00", "end": "2:00"}]}))
+        )
 
 
 # --- VTIMEZONE ----------------------------------------------------------------------------------------
@@ -182,8 +205,11 @@ def test_vtimezone_onsets_are_local_times_before_the_change():
     """RFC 5545 3.6.5: BST starts at 01:00 GMT (last Sunday of March), ends at 02:00 BST (last Sunday of October)."""
     _, calendar = one({"title": "Workshop", "sessions": [{"date": "2025-10-15", "start": "09:30"}]})
     (vtimezone,) = calendar.timezones
-    onsets = {(o.name, o.TZOFFSETFROM, o.TZOFFSETTO): [o.DTSTART, *(d for d, _ in o.rdates)]
-              for o in vtimezone.walk() if o.name in ("STANDARD", "DAYLIGHT") and o.TZOFFSETFROM != o.TZOFFSETTO}
+    onsets = {
+        (o.name, o.TZOFFSETFROM, o.TZOFFSETTO): [o.DTSTART, *(d for d, _ in o.rdates)]
+        for o in vtimezone.walk()
+        if o.name in ("STANDARD", "DAYLIGHT") and o.TZOFFSETFROM != o.TZOFFSETTO
+    }
     assert onsets == {
         ("DAYLIGHT", timedelta(0), timedelta(hours=1)): [datetime(2025, 3, 30, 1, 0), datetime(2026, 3, 29, 1, 0)],
         ("STANDARD", timedelta(hours=1), timedelta(0)): [datetime(2025, 10, 26, 2, 0), datetime(2026, 10, 25, 2, 0)],
@@ -197,12 +223,18 @@ def test_vtimezone_onsets_are_local_times_before_the_change():
 
 
 def test_vtimezone_covers_the_year_of_the_session():
-    _, calendar = one({"title": "Next year", "sessions": [{"date": "2026-06-10", "start": "10:00"}]},
-                      month="2026-05", send_on="2026-05-15")
+    _, calendar = one(
+        {"title": "Next year", "sessions": [{"date": "2026-06-10", "start": "10:00"}]},
+        month="2026-05",
+        send_on="2026-05-15",
+    )
     (vtimezone,) = calendar.timezones
     tz = vtimezone.to_tz(lookup_tzid=False)
-    for moment in (datetime(2026, 6, 10, 9, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC),
-                   datetime(2027, 7, 1, tzinfo=UTC)):
+    for moment in (
+        datetime(2026, 6, 10, 9, tzinfo=UTC),
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 7, 1, tzinfo=UTC),
+    ):
         assert moment.astimezone(tz).utcoffset() == moment.astimezone(LONDON).utcoffset()
 
 
@@ -210,10 +242,15 @@ def test_vtimezone_covers_the_year_of_the_session():
 
 
 def test_calendar_properties():
-    entry, calendar = one({"title": "PWLE Seminar: Child contact problems and the Family Court", "cost": "free",
-                           "sessions": [{"date": "2025-10-15", "start": "09:30", "end": "11:00",
-                                         "online": "Microsoft Teams"}],
-                           "booking": BOOKING, "about": "Hello."})
+    entry, calendar = one(
+        {
+            "title": "PWLE Seminar: Child contact problems and the Family Court",
+            "cost": "free",
+            "sessions": [{"date": "2025-10-15", "start": "09:30", "end": "11:00", "online": "Microsoft Teams"}],
+            "booking": BOOKING,
+            "about": "Hello.",
+        }
+    )
     assert calendar["PRODID"] == "-//West Midlands Regional Update//newsletter//EN"
     assert calendar["VERSION"] == "2.0"
     assert calendar["METHOD"] == "PUBLISH"
@@ -227,9 +264,13 @@ def test_calendar_properties():
 
 
 def test_online_session_has_platform_as_location_and_booking_link():
-    _, calendar = one({"title": "PWLE Seminar", "booking": BOOKING,
-                       "sessions": [{"date": "2025-10-15", "start": "09:30", "end": "11:00",
-                                     "online": "Microsoft Teams"}]})
+    _, calendar = one(
+        {
+            "title": "PWLE Seminar",
+            "booking": BOOKING,
+            "sessions": [{"date": "2025-10-15", "start": "09:30", "end": "11:00", "online": "Microsoft Teams"}],
+        }
+    )
     event = calendar.events[0]
     assert event["LOCATION"] == "Microsoft Teams"
     assert event["URL"] == "https://example.org/book"
@@ -242,33 +283,55 @@ def test_event_level_online_platform_is_used_for_its_sessions():
 
 
 def test_venue_is_the_location_and_a_session_venue_beats_the_event_venue():
-    first, second = entries(make_issue(events({
-        "title": "Roadshow", "venue": "Bescot Stadium",
-        "sessions": [{"date": "2025-10-01", "start": "10:00"},
-                     {"date": "2025-10-08", "start": "10:00", "venue": "The Studio, Birmingham"}],
-    })))
+    first, second = entries(
+        make_issue(
+            events(
+                {
+                    "title": "Roadshow",
+                    "venue": "Bescot Stadium",
+                    "sessions": [
+                        {"date": "2025-10-01", "start": "10:00"},
+                        {"date": "2025-10-08", "start": "10:00", "venue": "The Studio, Birmingham"},
+                    ],
+                }
+            )
+        )
+    )
     assert parse(first.data).events[0]["LOCATION"] == "Bescot Stadium"
     assert parse(second.data).events[0]["LOCATION"] == "The Studio, Birmingham"
 
 
 def test_hybrid_session_has_venue_as_location_and_the_platform_in_the_description():
-    _, calendar = one({"title": "Hybrid", "sessions": [{"date": "2025-10-15", "start": "10:00",
-                                                        "venue": "The Studio", "online": "Microsoft Teams"}]})
+    _, calendar = one(
+        {
+            "title": "Hybrid",
+            "sessions": [{"date": "2025-10-15", "start": "10:00", "venue": "The Studio", "online": "Microsoft Teams"}],
+        }
+    )
     event = calendar.events[0]
     assert event["LOCATION"] == "The Studio"
     assert "Also online: Microsoft Teams" in event["DESCRIPTION"].splitlines()
 
 
 def test_description_is_plain_text_with_booking_links():
-    _, calendar = one({
-        "title": "Workshop",
-        "register_by": "2025-09-26",
-        "booking": {"text": "Book the workshop", "url": "https://example.org/workshop"},
-        "sessions": [{"date": "2025-10-14", "start": "10:00", "end": "12:00", "online": "Microsoft Teams",
-                      "booking": {"text": "Sign up for 14 October", "url": "https://example.org/14-october"}}],
-        "about": "A **bold** start and *some* emphasis.\n\n"
-                 "- Hear the [emerging findings](https://example.org/findings)\n- Work with facilitators\n",
-    })
+    _, calendar = one(
+        {
+            "title": "Workshop",
+            "register_by": "2025-09-26",
+            "booking": {"text": "Book the workshop", "url": "https://example.org/workshop"},
+            "sessions": [
+                {
+                    "date": "2025-10-14",
+                    "start": "10:00",
+                    "end": "12:00",
+                    "online": "Microsoft Teams",
+                    "booking": {"text": "Sign up for 14 October", "url": "https://example.org/14-october"},
+                }
+            ],
+            "about": "A **bold** start and *some* emphasis.\n\n"
+            "- Hear the [emerging findings](https://example.org/findings)\n- Work with facilitators\n",
+        }
+    )
     event = calendar.events[0]
     description = event["DESCRIPTION"]
     assert "**" not in description and "*some*" not in description and "](" not in description
@@ -291,14 +354,16 @@ def test_no_booking_link_means_no_url():
 
 
 def test_lines_are_crlf_and_folded_at_75_octets():
-    entry, calendar = one({
-        "title": "Recognising Autism in Children and Young People – Practitioner Perspective with a very long title",
-        "venue": "Children’s Centre, Wolverhampton — the café upstairs",
-        "booking": {"text": "Book", "url": "https://example.org/" + "a" * 150},
-        "about": "Naïve café résumé — “quotes” and ‘apostrophes’ in a paragraph that is far longer than "
-                 "seventy-five octets so that icalendar has to fold it, possibly in the middle of a character. " * 3,
-        "sessions": [{"date": "2025-10-15", "start": "09:30", "end": "11:00"}],
-    })
+    entry, calendar = one(
+        {
+            "title": "Recognising Autism in Children and Young People – Practitioner Perspective with a very long title",
+            "venue": "Children’s Centre, Wolverhampton — the café upstairs",
+            "booking": {"text": "Book", "url": "https://example.org/" + "a" * 150},
+            "about": "Naïve café résumé — “quotes” and ‘apostrophes’ in a paragraph that is far longer than "
+            "seventy-five octets so that icalendar has to fold it, possibly in the middle of a character. " * 3,
+            "sessions": [{"date": "2025-10-15", "start": "09:30", "end": "11:00"}],
+        }
+    )
     assert entry.data.endswith(b"\r\n")
     assert b"\n" not in entry.data.replace(b"\r\n", b"")
     lines = entry.data.split(b"\r\n")[:-1]
@@ -322,31 +387,52 @@ def test_slug():
 
 
 def test_two_sessions_of_one_event_on_one_day_get_their_start_times():
-    issue = make_issue(events({"title": "Webinar", "sessions": [
-        {"date": "2025-10-06", "start": "11:00", "end": "12:30"},
-        {"date": "2025-10-06", "start": "14:00", "end": "15:30"},
-        {"date": "2025-10-14", "start": "10:30", "end": "12:00"},
-    ]}))
+    issue = make_issue(
+        events(
+            {
+                "title": "Webinar",
+                "sessions": [
+                    {"date": "2025-10-06", "start": "11:00", "end": "12:30"},
+                    {"date": "2025-10-06", "start": "14:00", "end": "15:30"},
+                    {"date": "2025-10-14", "start": "10:30", "end": "12:00"},
+                ],
+            }
+        )
+    )
     assert [e.filename for e in entries(issue)] == [
-        "2025-09-webinar-2025-10-06-1100.ics", "2025-09-webinar-2025-10-06-1400.ics", "2025-09-webinar-2025-10-14.ics"]
+        "2025-09-webinar-2025-10-06-1100.ics",
+        "2025-09-webinar-2025-10-06-1400.ics",
+        "2025-09-webinar-2025-10-14.ics",
+    ]
 
 
 def test_same_day_sessions_without_distinct_times_are_numbered():
-    issue = make_issue(events(
-        {"title": "Open day", "sessions": [{"date": "2025-10-06", "venue": "Walsall"},
-                                           {"date": "2025-10-06", "venue": "Dudley"}]},
-        {"title": "Open day!", "sessions": [{"date": "2025-10-06", "venue": "Sandwell"}]},
-    ))
+    issue = make_issue(
+        events(
+            {
+                "title": "Open day",
+                "sessions": [{"date": "2025-10-06", "venue": "Walsall"}, {"date": "2025-10-06", "venue": "Dudley"}],
+            },
+            {"title": "Open day!", "sessions": [{"date": "2025-10-06", "venue": "Sandwell"}]},
+        )
+    )
     names = [e.filename for e in entries(issue)]
-    assert names == ["2025-09-open-day-2025-10-06-1.ics", "2025-09-open-day-2025-10-06-2.ics",
-                     "2025-09-open-day-2025-10-06-3.ics"]
+    assert names == [
+        "2025-09-open-day-2025-10-06-1.ics",
+        "2025-09-open-day-2025-10-06-2.ics",
+        "2025-09-open-day-2025-10-06-3.ics",
+    ]
 
 
 def test_filenames_and_uids_are_unique_url_safe_and_stable():
     issue = make_issue(
-        events({"title": "Café & Co: “Quotes” / slashes?", "sessions": [{"date": "2025-10-06", "start": "9am"},
-                                                                       {"date": "2025-10-06", "start": "2pm"}]},
-               {"title": "Café & Co: Quotes slashes", "sessions": [{"date": "2025-10-06", "start": "9am"}]}),
+        events(
+            {
+                "title": "Café & Co: “Quotes” / slashes?",
+                "sessions": [{"date": "2025-10-06", "start": "9am"}, {"date": "2025-10-06", "start": "2pm"}],
+            },
+            {"title": "Café & Co: Quotes slashes", "sessions": [{"date": "2025-10-06", "start": "9am"}]},
+        ),
         events({"title": "Another", "sessions": [{"date": "2025-10-07"}]}, audience=["walsall"]),
     )
     first, second = entries(issue), entries(issue)
@@ -363,19 +449,29 @@ def test_filenames_and_uids_are_unique_url_safe_and_stable():
 def test_entries_cover_every_events_section_whatever_the_audience():
     issue = make_issue(
         {"article": {"heading": "News", "body": "Text."}},
-        events({"title": "A", "sessions": [{"date": "2025-10-01"}, {"date": "2025-10-02"}]},
-               {"title": "To be confirmed"}),
+        events(
+            {"title": "A", "sessions": [{"date": "2025-10-01"}, {"date": "2025-10-02"}]}, {"title": "To be confirmed"}
+        ),
         events({"title": "B", "sessions": [{"date": "2025-10-03", "start": "10:00"}]}, audience=["walsall", "dudley"]),
     )
     found = entries(issue)
     assert [(e.event.title, e.session.date) for e in found] == [
-        ("A", date(2025, 10, 1)), ("A", date(2025, 10, 2)), ("B", date(2025, 10, 3))]
+        ("A", date(2025, 10, 1)),
+        ("A", date(2025, 10, 2)),
+        ("B", date(2025, 10, 3)),
+    ]
     assert all(isinstance(e, CalendarEntry) for e in found)
 
 
 def test_ics_gives_the_same_file_as_entries():
-    issue = make_issue(events({"title": "Twice", "sessions": [{"date": "2025-10-06", "start": "11:00"},
-                                                              {"date": "2025-10-06", "start": "14:00"}]}))
+    issue = make_issue(
+        events(
+            {
+                "title": "Twice",
+                "sessions": [{"date": "2025-10-06", "start": "11:00"}, {"date": "2025-10-06", "start": "14:00"}],
+            }
+        )
+    )
     for entry in entries(issue):
         assert ics(issue, entry.event, entry.session) == entry.data
     other = make_issue(events({"title": "Elsewhere", "sessions": [{"date": "2025-12-01"}]}))
@@ -393,9 +489,12 @@ def test_an_issue_without_events_has_no_entries():
 
 def _sessions_in_yaml(tree) -> int:
     """Sessions counted in the YAML itself, not through the model."""
-    return sum(len(item.get("sessions") or [])
-               for section in tree["sections"] if "events" in section
-               for item in section["events"]["items"])
+    return sum(
+        len(item.get("sessions") or [])
+        for section in tree["sections"]
+        if "events" in section
+        for item in section["events"]["items"]
+    )
 
 
 @pytest.mark.parametrize("path", DRAFTS, ids=[p.stem for p in DRAFTS])
@@ -433,11 +532,20 @@ def test_september_draft_online_seminar():
 
 
 def test_a_sessions_note_is_in_its_description_only():
-    first, second = entries(make_issue(events({
-        "title": "Two-part course", "about": "A course in two parts.",
-        "sessions": [{"date": "2025-10-01", "start": "09:30", "end": "12:30", "note": "includes a ten-minute break"},
-                     {"date": "2025-10-08", "start": "09:30", "end": "11:00"}],
-    })))
+    first, second = entries(
+        make_issue(
+            events(
+                {
+                    "title": "Two-part course",
+                    "about": "A course in two parts.",
+                    "sessions": [
+                        {"date": "2025-10-01", "start": "09:30", "end": "12:30", "note": "includes a ten-minute break"},
+                        {"date": "2025-10-08", "start": "09:30", "end": "11:00"},
+                    ],
+                }
+            )
+        )
+    )
     described = parse(first.data).events[0]["DESCRIPTION"]
     assert described.startswith("A course in two parts.")
     assert "includes a ten-minute break" in described.splitlines()
@@ -445,8 +553,14 @@ def test_a_sessions_note_is_in_its_description_only():
 
 
 def test_a_special_issue_names_its_files_by_its_id():
-    issue = make_issue(events({"title": "Farewell lunch", "sessions": [{"date": "2025-04-25", "start": "12:30"}]}),
-                       month="2025-04-farewell", send_on="2025-04-11")
+    issue = make_issue(
+        events({"title": "Farewell lunch", "sessions": [{"date": "2025-04-25", "start": "12:30"}]}),
+        month="2025-04-farewell",
+        send_on="2025-04-11",
+    )
     (entry,) = entries(issue)
     assert entry.filename == "2025-04-farewell-farewell-lunch-2025-04-25.ics"
-    assert str(parse(entry.data).events[0]["UID"]) == "2025-04-farewell-farewell-lunch-2025-04-25@wmchildrensservices.org.uk"
+    assert (
+        str(parse(entry.data).events[0]["UID"])
+        == "2025-04-farewell-farewell-lunch-2025-04-25@wmchildrensservices.org.uk"
+    )

@@ -25,10 +25,19 @@ sections:
 """
 
 
-def source(sections: str, issue: str = "2025-10", send_on: str = "2025-10-01",
-           subject: str = "Regional Update, October 2025", preheader: str | None = "News and events") -> str:
-    header = HEADER.format(issue=issue, send_on=send_on, subject=subject,
-                           preheader=f"preheader: {preheader}\n" if preheader is not None else "")
+def source(
+    sections: str,
+    issue: str = "2025-10",
+    send_on: str = "2025-10-01",
+    subject: str = "Regional Update, October 2025",
+    preheader: str | None = "News and events",
+) -> str:
+    header = HEADER.format(
+        issue=issue,
+        send_on=send_on,
+        subject=subject,
+        preheader=f"preheader: {preheader}\n" if preheader is not None else "",
+    )
     return header + textwrap.dedent(sections).strip("\n") + "\n"
 
 
@@ -45,7 +54,9 @@ def line_of(text: str, needle: str) -> int:
     return lines[0]
 
 
-def warnings(tmp_path: Path, sections: str, html_size: int | None = None, **header: str | None) -> tuple[str, list[Problem]]:
+def warnings(
+    tmp_path: Path, sections: str, html_size: int | None = None, **header: str | None
+) -> tuple[str, list[Problem]]:
     text = source(sections, **header)
     problems = check(load(tmp_path, text), html_size)
     assert all(p.severity == "warning" for p in problems)
@@ -70,6 +81,7 @@ ARTICLE = """\
 
 # 1. weekdays beside dates -----------------------------------------------------------------------------------
 
+
 def test_weekday_that_does_not_match_the_date(tmp_path: Path) -> None:
     text, problems = warnings(tmp_path, ARTICLE.format(body="Join us on Monday 7th October, 11am."))
     problem = only(problems, "check the day or the date")
@@ -78,22 +90,26 @@ def test_weekday_that_does_not_match_the_date(tmp_path: Path) -> None:
 
 
 def test_weekday_that_matches_the_date_in_its_year(tmp_path: Path) -> None:
-    _, problems = warnings(tmp_path, ARTICLE.format(body="Join us on Monday 7th October, 11am."),
-                           issue="2024-10", send_on="2024-10-01")
+    _, problems = warnings(
+        tmp_path, ARTICLE.format(body="Join us on Monday 7th October, 11am."), issue="2024-10", send_on="2024-10-01"
+    )
     assert problems == []
 
 
-@pytest.mark.parametrize(("right", "wrong"), [
-    ("Monday 6th October, 11am", "Sunday 6th October, 11am"),
-    ("Tuesday 14 October 2025", "Tuesday 14 October 2026"),
-    ("Wed 15 Oct", "Thurs. 15 Oct"),
-    ("Thursday 16th October", "Thursday 17th October"),
-    ("Monday 22nd of September", "Monday 23rd of September"),
-    ("Friday 26 September", "Friday 26 Sept 2024"),
-    ("Monday, October 6th", "Monday, October 7th"),
-    ("MONDAY 6TH OCTOBER", "FRIDAY 6TH OCTOBER"),
-    ("Monday 6th and Tuesday 7th October", "Monday 7th and Tuesday 8th October"),
-])
+@pytest.mark.parametrize(
+    ("right", "wrong"),
+    [
+        ("Monday 6th October, 11am", "Sunday 6th October, 11am"),
+        ("Tuesday 14 October 2025", "Tuesday 14 October 2026"),
+        ("Wed 15 Oct", "Thurs. 15 Oct"),
+        ("Thursday 16th October", "Thursday 17th October"),
+        ("Monday 22nd of September", "Monday 23rd of September"),
+        ("Friday 26 September", "Friday 26 Sept 2024"),
+        ("Monday, October 6th", "Monday, October 7th"),
+        ("MONDAY 6TH OCTOBER", "FRIDAY 6TH OCTOBER"),
+        ("Monday 6th and Tuesday 7th October", "Monday 7th and Tuesday 8th October"),
+    ],
+)
 def test_weekdays_written_every_way_are_read(tmp_path: Path, right: str, wrong: str) -> None:
     _, problems = warnings(tmp_path, ARTICLE.format(body=f"See you {right}."), issue="2025-09", send_on="2025-09-01")
     assert problems == []
@@ -103,16 +119,21 @@ def test_weekdays_written_every_way_are_read(tmp_path: Path, right: str, wrong: 
 
 def test_weekday_year_is_the_next_one_for_months_long_before_the_issue(tmp_path: Path) -> None:
     assert guess_year(load(tmp_path, source(ARTICLE.format(body="x"), issue="2025-11")).issue.month, 1) == 2026
-    text, problems = warnings(tmp_path, "- article:\n    heading: Tuesday 12 January and Monday 12 January\n"
-                              "    body: Hello.\n", issue="2025-11", send_on="2025-11-01")
+    text, problems = warnings(
+        tmp_path,
+        "- article:\n    heading: Tuesday 12 January and Monday 12 January\n    body: Hello.\n",
+        issue="2025-11",
+        send_on="2025-11-01",
+    )
     problem = only(problems, "check the day or the date")  # 12 January 2026 is a Monday
     assert problem.message == "Tuesday 12 January 2026 is a Monday: check the day or the date"
     assert problem.line == line_of(text, "Tuesday 12 January")
 
 
 def test_weekday_beside_a_day_that_does_not_exist(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, ARTICLE.format(body="Come on Tuesday 31 September."), issue="2025-09",
-                              send_on="2025-09-01")
+    text, problems = warnings(
+        tmp_path, ARTICLE.format(body="Come on Tuesday 31 September."), issue="2025-09", send_on="2025-09-01"
+    )
     assert only(problems, "31 September 2025 is not a date").line == line_of(text, "31 September")
 
 
@@ -136,29 +157,35 @@ EVENT = """\
 
 
 def test_session_before_the_send_date(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, EVENT.format(date="2025-09-30", start="10:00", end="11:00",
-                                                     register_by="2025-10-10"))
+    text, problems = warnings(
+        tmp_path, EVENT.format(date="2025-09-30", start="10:00", end="11:00", register_by="2025-10-10")
+    )
     problem = only(problems, "before the issue goes out")
-    assert problem.message == ("this session is on Tuesday 30 September 2025, before the issue goes out on "
-                               "Wednesday 1 October 2025: check the date, or remove the session")
+    assert problem.message == (
+        "this session is on Tuesday 30 September 2025, before the issue goes out on "
+        "Wednesday 1 October 2025: check the date, or remove the session"
+    )
     assert problem.line == line_of(text, "2025-09-30")
 
 
 def test_registration_closing_before_the_send_date(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, EVENT.format(date="2025-10-15", start="10:00", end="11:00",
-                                                     register_by="2025-09-29"))
+    text, problems = warnings(
+        tmp_path, EVENT.format(date="2025-10-15", start="10:00", end="11:00", register_by="2025-09-29")
+    )
     problem = only(problems, "registration closes on Monday 29 September 2025, before the issue goes out")
     assert problem.line == line_of(text, "register_by")
 
 
 def test_registration_closing_after_the_last_session(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, EVENT.format(date="2025-10-15", start="10:00", end="11:00",
-                                                     register_by="2025-10-21"))
+    text, problems = warnings(
+        tmp_path, EVENT.format(date="2025-10-15", start="10:00", end="11:00", register_by="2025-10-21")
+    )
     problem = only(problems, "after the last session on Monday 20 October 2025")
     assert problem.line == line_of(text, "register_by")
 
 
 # 3. link text -----------------------------------------------------------------------------------------------
+
 
 def test_markdown_link_that_says_click_here(tmp_path: Path) -> None:
     text, problems = warnings(tmp_path, ARTICLE.format(body="To book, [click here](https://wm.gov.uk/book)."))
@@ -168,7 +195,9 @@ def test_markdown_link_that_says_click_here(tmp_path: Path) -> None:
 
 
 def test_link_field_that_says_read_more_or_is_an_address(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, """\
+    text, problems = warnings(
+        tmp_path,
+        """\
         - article:
             heading: News
             body: Hello.
@@ -180,7 +209,8 @@ def test_link_field_that_says_read_more_or_is_an_address(tmp_path: Path) -> None
               - title: Seminar
                 booking: {text: Here, url: "https://wm.gov.uk/c"}
                 about: See <https://wm.gov.uk/d> for details, and [](https://wm.gov.uk/e).
-        """)
+        """,
+    )
     assert only(problems, "`Read more...` does not say").line == line_of(text, "Read more")
     assert only(problems, "`Here` does not say").line == line_of(text, "text: Here")
     bare = [p.line for p in problems if "bare web address" in p.message]
@@ -191,13 +221,17 @@ def test_link_field_that_says_read_more_or_is_an_address(tmp_path: Path) -> None
 
 # 4. images --------------------------------------------------------------------------------------------------
 
+
 def test_images_alt_text(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, """\
+    text, problems = warnings(
+        tmp_path,
+        """\
         - image: {src: "https://wm.gov.uk/a.jpg", alt: "", link: "https://wm.gov.uk/awards"}
         - image: {src: "https://wm.gov.uk/b.jpg", alt: IMG_1234.JPG}
         - image: {src: "https://wm.gov.uk/c.jpg", alt: "Photo."}
         - image: {src: "https://wm.gov.uk/d.jpg", alt: ""}
-        """)
+        """,
+    )
     assert only(problems, "this picture is a link, so its `alt` must say where it goes").line == line_of(text, "a.jpg")
     assert only(problems, "`IMG_1234.JPG` is a file name: say what the picture shows").line == line_of(text, "b.jpg")
     assert only(problems, "`Photo.` says nothing about the picture").line == line_of(text, "c.jpg")
@@ -206,8 +240,11 @@ def test_images_alt_text(tmp_path: Path) -> None:
 
 # 5. placeholders --------------------------------------------------------------------------------------------
 
+
 def test_placeholder_text(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, """\
+    text, problems = warnings(
+        tmp_path,
+        """\
         - article:
             heading: News
             body: |
@@ -218,16 +255,22 @@ def test_placeholder_text(tmp_path: Path) -> None:
             items:
               - title: Seminar
                 venue: Venue tbc
-        """)
+        """,
+    )
     assert only(problems, "`[insert` is a placeholder: put in the real text").line == line_of(text, "Speakers")
     assert only(problems, "`Lorem ipsum` is a placeholder").line == line_of(text, "Speakers")
     problem = only(problems, "`tbc` is a placeholder")
-    assert (problem.line, problem.column) == (line_of(text, "Venue tbc"), text.splitlines()[problem.line - 1].index("tbc") + 1)
+    assert (problem.line, problem.column) == (
+        line_of(text, "Venue tbc"),
+        text.splitlines()[problem.line - 1].index("tbc") + 1,
+    )
     assert len(problems) == 3
 
 
 def test_placeholder_and_insecure_links(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, """\
+    text, problems = warnings(
+        tmp_path,
+        """\
         - article:
             heading: News
             body: |
@@ -239,10 +282,15 @@ def test_placeholder_and_insecure_links(tmp_path: Path) -> None:
         - events:
             items:
               - {title: Seminar, contact: {name: Jo, email: jo@example.com}}
-        """)
+        """,
+    )
     placeholder = [p.line for p in problems if p.message.startswith("this link points at a placeholder address (")]
-    assert placeholder == [line_of(text, "the plan"), line_of(text, "lost-link"), line_of(text, "a.jpg"),
-                           line_of(text, "jo@example.com")]
+    assert placeholder == [
+        line_of(text, "the plan"),
+        line_of(text, "lost-link"),
+        line_of(text, "a.jpg"),
+        line_of(text, "jo@example.com"),
+    ]
     insecure = [(p.line, p.column) for p in problems if "use the https:// address" in p.message]
     body = line_of(text, "the report")
     assert insecure == [(body, text.splitlines()[body - 1].index("[the report") + 1), (line_of(text, "a.jpg"), 16)]
@@ -251,22 +299,27 @@ def test_placeholder_and_insecure_links(tmp_path: Path) -> None:
 
 # 6. duplicate headings --------------------------------------------------------------------------------------
 
+
 def test_duplicate_headings(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, """\
+    text, problems = warnings(
+        tmp_path,
+        """\
         - article: {heading: "Children’s  News", body: Hello.}
         - article: {heading: Local news, body: For Walsall., audience: [walsall]}
         - article: {heading: Local news, body: For Dudley., audience: [dudley]}
         - events:
             items:
               - title: "children's news"
-        """)
+        """,
+    )
     problem = only(problems, "is also on line")
     assert problem.message == "the heading `children's news` is also on line 8: make each heading different"
-    assert problem.line == line_of(text, "title: \"children's news\"")
+    assert problem.line == line_of(text, 'title: "children\'s news"')
     assert len(problems) == 1  # the two Local news sections never reach the same reader
 
 
 # 7. subject and preheader -----------------------------------------------------------------------------------
+
 
 def test_long_subject_and_no_preheader(tmp_path: Path) -> None:
     subject = "Regional Update, October 2025: " + "news " * 10
@@ -278,35 +331,45 @@ def test_long_subject_and_no_preheader(tmp_path: Path) -> None:
 
 # 8. size ----------------------------------------------------------------------------------------------------
 
+
 def test_html_size(tmp_path: Path) -> None:
     _, problems = warnings(tmp_path, ARTICLE.format(body="Hello."), html_size=95 * 1024 - 10)
     problem = only(problems, "Gmail clips")
-    assert problem.message == ("the email is 95 KB; Gmail clips messages over 102 KB: shorten some items or move "
-                               "them to the web")
+    assert problem.message == (
+        "the email is 95 KB; Gmail clips messages over 102 KB: shorten some items or move them to the web"
+    )
     assert (problem.line, problem.column) == (1, 1)
     assert warnings(tmp_path, ARTICLE.format(body="Hello."), html_size=90 * 1024)[1] == []
 
 
 # 9. contacts ------------------------------------------------------------------------------------------------
 
+
 def test_email_address_that_is_not_a_link(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, """\
+    text, problems = warnings(
+        tmp_path,
+        """\
         - article:
             heading: News
             body: |
               Write to [jo@wm.gov.uk](mailto:jo@wm.gov.uk) or <al@wm.gov.uk>.
 
               Or to sam.lee@wm.gov.uk.
-        """)
+        """,
+    )
     problem = only(problems, "is not a link")
-    assert problem.message == ("sam.lee@wm.gov.uk is not a link: write it as [sam.lee@wm.gov.uk](mailto:sam.lee@wm.gov.uk), "
-                               "or put it in `contact:`")
+    assert problem.message == (
+        "sam.lee@wm.gov.uk is not a link: write it as [sam.lee@wm.gov.uk](mailto:sam.lee@wm.gov.uk), "
+        "or put it in `contact:`"
+    )
     assert (problem.line, problem.column) == (line_of(text, "Or to"), 13)
     assert len(problems) == 1
 
 
 def test_contact_without_an_email_address(tmp_path: Path) -> None:
-    text, problems = warnings(tmp_path, """\
+    text, problems = warnings(
+        tmp_path,
+        """\
         - article:
             heading: News
             body: Hello.
@@ -316,9 +379,11 @@ def test_contact_without_an_email_address(tmp_path: Path) -> None:
               - title: Seminar
                 contact:
                   name: Sue DeWaal
-        """)
-    assert only(problems, "Sandra Prew has no email address: add their email address, or remove the contact").line \
-        == line_of(text, "Sandra Prew")
+        """,
+    )
+    assert only(
+        problems, "Sandra Prew has no email address: add their email address, or remove the contact"
+    ).line == line_of(text, "Sandra Prew")
     assert only(problems, "Sue DeWaal has no email").line == line_of(text, "Sue DeWaal") - 1  # at `contact:`
 
 

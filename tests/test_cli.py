@@ -10,8 +10,9 @@ from conftest import DRAFTS, ROOT
 
 
 def newsletter(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_check_all_drafts() -> None:
@@ -22,8 +23,13 @@ def test_check_all_drafts() -> None:
 
 def test_check_bad_draft_exits_1_with_located_problems(tmp_path: Path) -> None:
     bad = tmp_path / "2025-10.yaml"
-    bad.write_text(DRAFTS[-1].read_text(encoding="utf-8").replace("  - article:\n", "  - artcle:\n", 1)
-                   .replace("status: approved", "status: ok"), encoding="utf-8")
+    bad.write_text(
+        DRAFTS[-1]
+        .read_text(encoding="utf-8")
+        .replace("  - article:\n", "  - artcle:\n", 1)
+        .replace("status: approved", "status: ok"),
+        encoding="utf-8",
+    )
     result = newsletter("check", str(bad), str(DRAFTS[0]))
     assert result.returncode == 1
     assert f"{bad}:14:9: error: `status` cannot be `ok`" in result.stderr
@@ -66,8 +72,10 @@ def test_a_misspelt_authority_gets_a_suggestion(tmp_path: Path) -> None:
 def test_the_cli_loads_no_renderer_smtp_or_web_stack_until_a_command_needs_it() -> None:
     """`--help` and `check` must answer at once: premailer, mjml, icalendar, starlette, aiosmtplib and dkimpy
     are imported by the commands that use them (a fact about sys.modules, not a timing)."""
-    code = ("import sys, newsletter.cli; print(' '.join(m for m in ('premailer', 'mjml', 'icalendar', 'starlette', "
-            "'aiosmtplib', 'dkim', 'uvicorn') if m in sys.modules))")
+    code = (
+        "import sys, newsletter.cli; print(' '.join(m for m in ('premailer', 'mjml', 'icalendar', 'starlette', "
+        "'aiosmtplib', 'dkim', 'uvicorn') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == ""

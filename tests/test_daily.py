@@ -36,15 +36,34 @@ SECRET = "inbox-test-secret"
 TEAM = "regional.team@example.org"
 
 
-def settings(tmp_path: Path, transport: str, *, inbox: str | None = None, notify: tuple[str, ...] = (TEAM,),
-             healthcheck: str | None = None, username: str | None = None, **options: int) -> Path:
+def settings(
+    tmp_path: Path,
+    transport: str,
+    *,
+    inbox: str | None = None,
+    notify: tuple[str, ...] = (TEAM,),
+    healthcheck: str | None = None,
+    username: str | None = None,
+    **options: int,
+) -> Path:
     """A newsletter.toml for the daily job in `tmp_path`: the sample lists, a drafts folder, the given parts."""
-    lines = [f'ledger = "{tmp_path / "ledger.db"}"', f'recipients = "{ROOT / "recipients"}"',
-             f'drafts = "{tmp_path / "drafts"}"', "notify = " + json.dumps(list(notify))]
+    lines = [
+        f'ledger = "{tmp_path / "ledger.db"}"',
+        f'recipients = "{ROOT / "recipients"}"',
+        f'drafts = "{tmp_path / "drafts"}"',
+        "notify = " + json.dumps(list(notify)),
+    ]
     if healthcheck:
         lines.append(f'healthcheck_url = "{healthcheck}"')
-    lines += ["[transport]", f'url = "{transport}"', "rate_per_minute = 60000", "connections = 2", "timeout = 2",
-              "backoff = 0.05", "attempts = 2"]
+    lines += [
+        "[transport]",
+        f'url = "{transport}"',
+        "rate_per_minute = 60000",
+        "connections = 2",
+        "timeout = 2",
+        "backoff = 0.05",
+        "attempts = 2",
+    ]
     if username:
         lines.append(f'username = "{username}"')
     lines += [f"{key} = {value}" for key, value in options.items()]
@@ -64,8 +83,14 @@ def approved(tmp_path: Path, send_on: dt.date) -> Path:
 
 def daily(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "NEWSLETTER_SECRET": SECRET, **env}
-    return subprocess.run([sys.executable, "-m", "newsletter", "daily", "--config", str(config)], cwd=config.parent,
-                          capture_output=True, text=True, env=environment, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", "daily", "--config", str(config)],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
 
 
 def maildir(path: Path, *messages: bytes) -> str:
@@ -99,8 +124,9 @@ def test_on_the_send_day_readers_get_it_once_and_the_team_one_report_and_the_nex
         config = settings(tmp_path, server.url, inbox=inbox)
         first = daily(config)
         assert first.returncode == 0, first.stdout + first.stderr
-        draft.write_text(draft.read_text(encoding="utf-8").replace(f"send_on: {TODAY}",
-                                                                   f"send_on: {TODAY - dt.timedelta(days=1)}"))
+        draft.write_text(
+            draft.read_text(encoding="utf-8").replace(f"send_on: {TODAY}", f"send_on: {TODAY - dt.timedelta(days=1)}")
+        )
         second = daily(config)  # the next day, as far as the issue is concerned: due yesterday, still in its window
         arrivals = list(server.handler.arrivals)
     readers = Counter(a.recipient for a in arrivals if a.recipient != TEAM)
@@ -116,8 +142,9 @@ def test_on_the_send_day_readers_get_it_once_and_the_team_one_report_and_the_nex
         counts = ledger.summary(MONTH)
     for slug, name in names().items():  # each authority's line names its count from the ledger
         row = counts[slug]
-        assert any(line.split() == [*name.split(), str(row["sent"]), str(row["failed"]), "0"]
-                   for line in text.splitlines()), (name, text)
+        assert any(
+            line.split() == [*name.split(), str(row["sent"]), str(row["failed"]), "0"] for line in text.splitlines()
+        ), (name, text)
     assert any(line.split() == ["All", str(sent), "0", "0"] for line in text.splitlines())
     assert f"{leaving}  unsubscribed by email" in text
     assert f"Run report sent to {TEAM}." in first.stdout
@@ -126,7 +153,8 @@ def test_on_the_send_day_readers_get_it_once_and_the_team_one_report_and_the_nex
     # The next day: nothing sent, no report, one line.
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.strip().splitlines() == [
-        f"Nothing to report: issue {MONTH} is due and everyone has it; the reply mailbox had nothing new."]
+        f"Nothing to report: issue {MONTH} is due and everyone has it; the reply mailbox had nothing new."
+    ]
     assert second.stderr == ""
 
 
@@ -178,8 +206,9 @@ def test_readers_sent_again_after_a_killed_run_are_named(tmp_path: Path) -> None
     config = settings(tmp_path, f"outbox:{outbox}")
     with Ledger(tmp_path / "ledger.db") as ledger:
         issue = load_draft(draft).issue
-        queue_recipients(ledger, issue, load_settings(config), list(load_authorities(ROOT / "recipients" /
-                                                                                      "authorities.yaml")))
+        queue_recipients(
+            ledger, issue, load_settings(config), list(load_authorities(ROOT / "recipients" / "authorities.yaml"))
+        )
         in_flight = sorted(everyone())[7]
         assert ledger.sending(MONTH, in_flight, "<killed@example.org>")
     result = daily(config)
@@ -219,8 +248,11 @@ def test_a_mailbox_that_cannot_be_read_stops_that_step_only(tmp_path: Path) -> N
 def test_the_whole_run_holds_the_ledgers_lock(tmp_path: Path) -> None:
     approved(tmp_path, TODAY)
     outbox = tmp_path / "out"
-    config = settings(tmp_path, f"outbox:{outbox}", inbox=maildir(tmp_path / "mail",
-                                                                  unsubscribe_message(everyone()[0], secret=SECRET)))
+    config = settings(
+        tmp_path,
+        f"outbox:{outbox}",
+        inbox=maildir(tmp_path / "mail", unsubscribe_message(everyone()[0], secret=SECRET)),
+    )
     with exclusive(tmp_path / "ledger.db"):
         result = daily(config)
     assert result.returncode == 2
@@ -252,15 +284,20 @@ def test_a_draft_that_cannot_be_read_is_reported(tmp_path: Path) -> None:
 
 def test_an_issue_due_with_errors_is_not_sent_and_the_team_is_told_why(tmp_path: Path) -> None:
     draft = approved(tmp_path, TODAY)
-    draft.write_text(draft.read_text(encoding="utf-8") + "\nattachments:\n  - {title: Plan, file: files/plan.pdf}\n",
-                     encoding="utf-8")
+    draft.write_text(
+        draft.read_text(encoding="utf-8") + "\nattachments:\n  - {title: Plan, file: files/plan.pdf}\n",
+        encoding="utf-8",
+    )
     outbox = tmp_path / "out"
     result = daily(settings(tmp_path, f"outbox:{outbox}"))
     assert result.returncode == 1, result.stdout + result.stderr
     (report,) = list(mailbox.Maildir(outbox, create=False))  # the report only: no reader got the issue
     text = report_text(report.as_bytes())
-    assert re.search(rf"ISSUE NOT SENT\n  issue {MONTH} is due, but {re.escape(str(draft))} has \d+ error\(s\) to "
-                     rf"fix first: `newsletter check {re.escape(str(draft))}` lists them", text)
+    assert re.search(
+        rf"ISSUE NOT SENT\n  issue {MONTH} is due, but {re.escape(str(draft))} has \d+ error\(s\) to "
+        rf"fix first: `newsletter check {re.escape(str(draft))}` lists them",
+        text,
+    )
 
 
 # -- the check-in URL --------------------------------------------------------------------------------------------
@@ -321,8 +358,9 @@ def test_a_failing_check_in_is_one_line_and_never_changes_the_exit_code(tmp_path
     with Monitor(status=500) as refusing:
         refused = daily(settings(tmp_path, f"outbox:{tmp_path / 'out'}", healthcheck=refusing.url))
     assert refused.returncode == 0
-    assert refused.stderr.splitlines()[-1] == ("the check-in at 127.0.0.1 was refused: HTTP 500 Internal Server Error "
-                                      "(the run's exit code is unchanged)")
+    assert refused.stderr.splitlines()[-1] == (
+        "the check-in at 127.0.0.1 was refused: HTTP 500 Internal Server Error (the run's exit code is unchanged)"
+    )
     assert "abc-123" not in refused.stderr  # the URL is the monitor's key: only its host is named
     with Monitor() as gone:
         url = gone.url
@@ -332,8 +370,13 @@ def test_a_failing_check_in_is_one_line_and_never_changes_the_exit_code(tmp_path
     assert unreachable.stderr.startswith("the check-in at 127.0.0.1 failed:")
 
 
-@pytest.mark.parametrize(("url", "why"), [("http://hc-ping.example.org/abc", "use https://"),
-                                          ("hc-ping.example.org/abc", "a check-in URL is a web address")])
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://hc-ping.example.org/abc", "use https://"),
+        ("hc-ping.example.org/abc", "a check-in URL is a web address"),
+    ],
+)
 def test_a_check_in_url_must_be_https_but_to_this_machine(tmp_path: Path, url: str, why: str) -> None:
     result = daily(settings(tmp_path, f"outbox:{tmp_path / 'out'}", healthcheck=url))
     assert result.returncode == 2
@@ -346,8 +389,13 @@ def test_a_check_in_url_must_be_https_but_to_this_machine(tmp_path: Path, url: s
 
 def test_archive_prints_the_pages_it_wrote(tmp_path: Path) -> None:
     out = tmp_path / "site"
-    result = subprocess.run([sys.executable, "-m", "newsletter", "archive", "--out", str(out), "--drafts",
-                             str(ROOT / "drafts")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "archive", "--out", str(out), "--drafts", str(ROOT / "drafts")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     printed = [line.split(" (")[0] for line in result.stdout.splitlines() if "calendar file" in line]
     assert f"{out}/2025-09/index.html" in printed

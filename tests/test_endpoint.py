@@ -39,10 +39,14 @@ LIST_ID = "regional-update.wmchildrensservices.org.uk"
 
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
-    return Settings.model_validate({
-        "ledger": tmp_path / "ledger.db", "recipients": ROOT / "recipients",
-        "transport": {"url": f"outbox:{tmp_path / 'outbox'}"},
-        "list": {"unsubscribe_url": "https://updates.example.org/unsubscribe"}})
+    return Settings.model_validate(
+        {
+            "ledger": tmp_path / "ledger.db",
+            "recipients": ROOT / "recipients",
+            "transport": {"url": f"outbox:{tmp_path / 'outbox'}"},
+            "list": {"unsubscribe_url": "https://updates.example.org/unsubscribe"},
+        }
+    )
 
 
 @contextmanager
@@ -70,12 +74,14 @@ def people(authorities: dict) -> list:
     return list(gather(ROOT / "recipients", list(authorities.values())))
 
 
-def test_one_click_post_unsubscribes_without_redirect_or_cookies(server: str, settings: Settings,
-                                                                 authorities: dict) -> None:
+def test_one_click_post_unsubscribes_without_redirect_or_cookies(
+    server: str, settings: Settings, authorities: dict
+) -> None:
     person = people(authorities)[3]
     token = make_token(person.email, LIST_ID, SECRET)
-    response = httpx.post(f"{server}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"},
-                          follow_redirects=False)
+    response = httpx.post(
+        f"{server}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}, follow_redirects=False
+    )
     assert response.status_code == 200
     assert "set-cookie" not in response.headers and "location" not in response.headers
     assert "You are unsubscribed" in response.text
@@ -90,8 +96,16 @@ def test_one_click_post_unsubscribes_without_redirect_or_cookies(server: str, se
     issue = load_draft(DRAFTS[-1]).issue
     with Ledger(settings.ledger) as ledger:
         queue_recipients(ledger, issue, settings, list(authorities.values()))
-        asyncio.run(Job(issue, list(authorities.values()), ledger, opener(settings.transport.url, settings.transport),
-                        settings, SECRET).run())
+        asyncio.run(
+            Job(
+                issue,
+                list(authorities.values()),
+                ledger,
+                opener(settings.transport.url, settings.transport),
+                settings,
+                SECRET,
+            ).run()
+        )
     sent = [m["To"] for m in mailbox.Maildir(Path(settings.transport.url.removeprefix("outbox:")), create=False)]
     assert len(sent) == len(people(authorities)) - 1
     assert not any(person.email in to for to in sent)
@@ -137,8 +151,10 @@ def test_bad_tokens_get_a_plain_page_and_change_nothing(settings: Settings, kind
         "expired": good,
     }[kind]
     with running(create_app(settings, SECRET, max_age=-1 if kind == "expired" else MAX_AGE)) as server:
-        for response in (httpx.post(f"{server}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}),
-                         httpx.get(f"{server}/unsubscribe/{token}")):
+        for response in (
+            httpx.post(f"{server}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}),
+            httpx.get(f"{server}/unsubscribe/{token}"),
+        ):
             assert response.status_code == 400
             assert "This link does not work" in response.text
             assert "reader@" not in response.text and "expired" not in response.text.lower()
@@ -202,8 +218,9 @@ def test_requests_that_need_no_database_never_wait_for_one_that_does(settings: S
     token = make_token(READER, LIST_ID, SECRET)
     with running(create_app(settings, SECRET, busy_timeout=HANG_GUARD)) as server, locked(settings.ledger):
         posted: list[httpx.Response] = []
-        poster = threading.Thread(target=lambda: posted.append(
-            httpx.post(f"{server}/unsubscribe/{token}", data=ONE_CLICK, timeout=60)))
+        poster = threading.Thread(
+            target=lambda: posted.append(httpx.post(f"{server}/unsubscribe/{token}", data=ONE_CLICK, timeout=60))
+        )
         poster.start()
         time.sleep(0.3)  # the POST is waiting for the lock
         bad = httpx.get(f"{server}/unsubscribe/not-a-token", timeout=60)
@@ -252,8 +269,10 @@ def status_of(server: str, head: bytes, body: Iterator[bytes]) -> int:
 def test_a_body_over_the_limit_is_refused_with_413(server: str, settings: Settings) -> None:
     token = make_token(READER, LIST_ID, SECRET)
     size = 4 * 1024 * 1024
-    head = (f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {size}\r\n\r\n").encode()
+    head = (
+        f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
     body = (b"List-Unsubscribe=One-Click&" + b"x" * (64 * 1024 - 27) for _ in range(size // (64 * 1024)))
     assert status_of(server, head, body) == 413
     with Ledger(settings.ledger) as ledger:
@@ -284,19 +303,24 @@ def test_a_normal_one_click_body_still_works(server: str) -> None:
 
 def test_serve_keeps_tokens_out_of_its_log_and_refuses_a_bad_port(tmp_path: Path) -> None:
     config = tmp_path / "newsletter.toml"
-    config.write_text(f'ledger = "{tmp_path / "ledger.db"}"\nrecipients = "{ROOT / "recipients"}"\n'
-                      '[list]\nunsubscribe_url = "https://updates.example.org/unsubscribe"\n', encoding="utf-8")
+    config.write_text(
+        f'ledger = "{tmp_path / "ledger.db"}"\nrecipients = "{ROOT / "recipients"}"\n'
+        '[list]\nunsubscribe_url = "https://updates.example.org/unsubscribe"\n',
+        encoding="utf-8",
+    )
     env = {**os.environ, "NEWSLETTER_SECRET": SECRET}
     command = [sys.executable, "-m", "newsletter", "serve", "--config", str(config)]
 
-    bad = subprocess.run([*command, "--port", "99999"], capture_output=True, text=True, timeout=60, env=env,
-                         check=False)
+    bad = subprocess.run(
+        [*command, "--port", "99999"], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and "65535" in bad.stderr
 
     port = free_port()
-    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env=env)
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

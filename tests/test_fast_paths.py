@@ -44,12 +44,30 @@ def test_headers_written_directly_are_what_the_general_writer_and_the_email_pack
     from newsletter.message import _mailbox, _plain_to, _text
 
     rng = random.Random(5)
-    names = ["", "Priya Sharma", "O'Neil", "Price-Jones", "Hollis, Karen", "Dr. Who", "a  b", " x", "x ", ".", "-",
-             "=?utf-8?q?Ann=0D=0AX-Injected=3A_yes?=", "x" * 300, "Siân " * 60]
+    names = [
+        "",
+        "Priya Sharma",
+        "O'Neil",
+        "Price-Jones",
+        "Hollis, Karen",
+        "Dr. Who",
+        "a  b",
+        " x",
+        "x ",
+        ".",
+        "-",
+        "=?utf-8?q?Ann=0D=0AX-Injected=3A_yes?=",
+        "x" * 300,
+        "Siân " * 60,
+    ]
     names += ["".join(rng.choice(HOSTILE) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
     names += ["".join(rng.choice(HOSTILE) for _ in range(rng.randint(60, 240))) for _ in range(100)]
-    addresses = ["priya.sharma.0@birmingham.example.org", "a_b+c-d@sub-x.example.org", "o'neil@example.org",
-                 "user@xn--bcher-kva.example.org"]
+    addresses = [
+        "priya.sharma.0@birmingham.example.org",
+        "a_b+c-d@sub-x.example.org",
+        "o'neil@example.org",
+        "user@xn--bcher-kva.example.org",
+    ]
     direct = 0
     for name in names:
         for address in addresses:
@@ -77,8 +95,13 @@ def test_unstructured_text_reads_back_as_given_and_folds() -> None:
     from newsletter.message import _header, _text, _unstructured
 
     rng = random.Random(3)
-    subjects = ["Regional Update, September 2025: three Outstanding authorities and events", "=?", "a =?x?q?y?= b",
-                "https://example.org/" + "a" * 200, "Siân’s " * 40]
+    subjects = [
+        "Regional Update, September 2025: three Outstanding authorities and events",
+        "=?",
+        "a =?x?q?y?= b",
+        "https://example.org/" + "a" * 200,
+        "Siân’s " * 40,
+    ]
     subjects += ["".join(rng.choice(HOSTILE + "     ") for _ in range(rng.randint(1, 300))) for _ in range(2000)]
     for subject in subjects:
         header = _header("Subject", _unstructured(subject))
@@ -98,7 +121,8 @@ def test_list_unsubscribe_folds_between_its_items() -> None:
     message = email.message_from_bytes(header + b"\r\n", policy=email.policy.default)
     assert message["List-Unsubscribe"] == f"{mailto}, {https}"
     assert _header("List-Unsubscribe", ["<https://x.example/u/a>,", "<https://x.example/u/b>"]) == (
-        b"List-Unsubscribe: <https://x.example/u/a>, <https://x.example/u/b>\r\n")
+        b"List-Unsubscribe: <https://x.example/u/a>, <https://x.example/u/b>\r\n"
+    )
 
 
 def test_bodies_encoded_once_decode_to_the_filled_parts() -> None:
@@ -113,8 +137,10 @@ def test_bodies_encoded_once_decode_to_the_filled_parts() -> None:
         issue = load_draft(draft).issue
         rendered = render_issue(issue)
         composer = Composer(issue, rendered, settings, "k")
-        for address in ("priya.sharma@walsall.example.org", "o'neil&co.with.a.very.long.local.part.that.wraps."
-                        "around.the.line@a-long-subdomain.walsall.example.org"):
+        for address in (
+            "priya.sharma@walsall.example.org",
+            "o'neil&co.with.a.very.long.local.part.that.wraps.around.the.line@a-long-subdomain.walsall.example.org",
+        ):
             data = composer.compose(Recipient(address, "Priya Sharma", "walsall")).data
             message = email.message_from_bytes(data, policy=email.policy.default)
             url = message["List-Unsubscribe"].split("<")[-1].rstrip(">")

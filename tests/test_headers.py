@@ -38,8 +38,19 @@ ENDS_HEADERS = "=?utf-8?q?Ann=0D=0A=0D=0AX-Injected=3A_yes?="
 ADDS_RECIPIENT = "=?utf-8?q?x=2C_attacker=40evil=2Etest=2C_y?="
 ENCODED_WORDS = [REPLY_TO_AND_HEADER, ENDS_HEADERS, ADDS_RECIPIENT]
 
-HEADERS = {"from", "subject", "reply-to", "list-id", "to", "date", "message-id", "list-unsubscribe",
-           "auto-submitted", "mime-version", "content-type"}
+HEADERS = {
+    "from",
+    "subject",
+    "reply-to",
+    "list-id",
+    "to",
+    "date",
+    "message-id",
+    "list-unsubscribe",
+    "auto-submitted",
+    "mime-version",
+    "content-type",
+}
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ONE_CLICK = Settings.model_validate({"list": {"unsubscribe_url": "https://updates.example.org/unsubscribe"}})
 
@@ -79,8 +90,9 @@ def read(path: Path) -> tuple[list[Recipient], list[RowProblem]]:
     return ([i for i in items if isinstance(i, Recipient)], [i for i in items if isinstance(i, RowProblem)])
 
 
-def draft(tmp_path: Path, *, subject: str | None = None, from_name: str | None = None,
-          from_email: str | None = None) -> Issue:
+def draft(
+    tmp_path: Path, *, subject: str | None = None, from_name: str | None = None, from_email: str | None = None
+) -> Issue:
     """The September draft with a field changed, read as `newsletter check` and `send` read it."""
     text = SEPTEMBER.read_text(encoding="utf-8")
     if subject is not None:
@@ -106,8 +118,14 @@ def assert_lines(data: bytes) -> None:
             assert len(value.split()) == 1, f"a foldable header line of {len(line)} characters: {line[:100]!r}"
 
 
-def assert_sound(outgoing: Outgoing, *, to: str = VICTIM, issue: Issue = ISSUE, settings: Settings | None = None,
-                 extra: frozenset[str] = frozenset()) -> email.message.EmailMessage:
+def assert_sound(
+    outgoing: Outgoing,
+    *,
+    to: str = VICTIM,
+    issue: Issue = ISSUE,
+    settings: Settings | None = None,
+    extra: frozenset[str] = frozenset(),
+) -> email.message.EmailMessage:
     """The message a mail program sees: exactly our headers, once each, one addressee, the body intact."""
     data = outgoing.data
     assert_lines(data)
@@ -145,18 +163,31 @@ def test_an_encoded_word_name_in_a_csv_row_is_plain_text(tmp_path: Path, name: s
     assert message["X-Injected"] is None
 
 
-@pytest.mark.parametrize("name", [
-    "x, attacker@evil.test, y", '"Eve" <eve@evil.test>', "Eve <eve@evil.test>, Bob", "a\\\" <b@c.test>, \"d",
-    "Hollis, Karen", "O'Neil; Siân (Ops) <x>", "=?utf-8?b?QW5uDQpYLUluamVjdGVkOiB5ZXM=?=", "=?", "?=", "x=?y?q?z?=w",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x, attacker@evil.test, y",
+        '"Eve" <eve@evil.test>',
+        "Eve <eve@evil.test>, Bob",
+        'a\\" <b@c.test>, "d',
+        "Hollis, Karen",
+        "O'Neil; Siân (Ops) <x>",
+        "=?utf-8?b?QW5uDQpYLUluamVjdGVkOiB5ZXM=?=",
+        "=?",
+        "?=",
+        "x=?y?q?z?=w",
+    ],
+)
 def test_a_name_that_looks_like_addresses_is_one_display_name(name: str) -> None:
     outgoing = Composer(ISSUE, RENDERED, Settings(), "k").compose(Recipient(VICTIM, name, "walsall"))
     assert_sound(outgoing)
     assert_named(outgoing, "To", name, VICTIM)
 
 
-@pytest.mark.parametrize("name", ["Eve\r\nBcc: victim@example.org", "Ann\r\n\r\nX-Injected: yes", "Ann\x00\x0b\x1b\u2028\x85x",
-                                  "Ann\tTab", "\r\n"])
+@pytest.mark.parametrize(
+    "name",
+    ["Eve\r\nBcc: victim@example.org", "Ann\r\n\r\nX-Injected: yes", "Ann\x00\x0b\x1b\u2028\x85x", "Ann\tTab", "\r\n"],
+)
 def test_control_characters_in_a_stored_name_cannot_add_headers(name: str) -> None:
     """A ledger row is composed as it was stored, without the list reader's cleaning."""
     outgoing = Composer(ISSUE, RENDERED, Settings(), "k").compose(Row(VICTIM, name, "walsall"))
@@ -177,8 +208,17 @@ def test_a_1200_character_name_in_a_list_is_shortened_at_check_with_its_row(tmp_
     assert_named(outgoing, "To", name, VICTIM)
 
 
-@pytest.mark.parametrize("name", [" ".join(["Bartholomew"] * 100), "x" * 1200, "Siân " * 240, "ŁŁŁ" * 400,
-                                  "'" * 1200, ", ".join(["a@b.test"] * 130)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        " ".join(["Bartholomew"] * 100),
+        "x" * 1200,
+        "Siân " * 240,
+        "ŁŁŁ" * 400,
+        "'" * 1200,
+        ", ".join(["a@b.test"] * 130),
+    ],
+)
 def test_long_names_from_anywhere_are_folded_and_round_trip(name: str) -> None:
     outgoing = Composer(ISSUE, RENDERED, ONE_CLICK, "k").compose(Row(VICTIM, name, "walsall"))
     assert_sound(outgoing, extra=frozenset({"list-unsubscribe-post"}))
@@ -191,8 +231,9 @@ def test_long_names_from_anywhere_are_folded_and_round_trip(name: str) -> None:
 @pytest.mark.parametrize("subject", ENCODED_WORDS)
 def test_an_encoded_word_subject_is_plain_text(tmp_path: Path, subject: str) -> None:
     issue = draft(tmp_path, subject=subject)
-    message = assert_sound(Composer(issue, render(issue), Settings(), "k").compose(Recipient(VICTIM, "Ann", "walsall")),
-                           issue=issue)
+    message = assert_sound(
+        Composer(issue, render(issue), Settings(), "k").compose(Recipient(VICTIM, "Ann", "walsall")), issue=issue
+    )
     assert message["Subject"] == subject
     assert message["To"].addresses[0].display_name == "Ann"
 
@@ -234,8 +275,9 @@ def test_long_subject_list_name_and_sender_are_folded(tmp_path: Path) -> None:
 
 def test_a_subject_with_one_enormous_word_stays_within_the_line_limit(tmp_path: Path) -> None:
     issue = draft(tmp_path, subject="https://example.org/" + "a" * 1500)
-    message = assert_sound(Composer(issue, render(issue), Settings(), "k").compose(Recipient(VICTIM, "Ann", "walsall")),
-                           issue=issue)
+    message = assert_sound(
+        Composer(issue, render(issue), Settings(), "k").compose(Recipient(VICTIM, "Ann", "walsall")), issue=issue
+    )
     assert message["Subject"] == issue.subject
 
 
@@ -266,8 +308,9 @@ def test_an_unsubscribe_url_too_long_for_a_header_line_is_refused() -> None:
 
 
 def test_an_internationalised_domain_is_sent_as_a_labels(tmp_path: Path) -> None:
-    recipients, problems = read(write_list(tmp_path, "user@bücher.example.org,Zoë Brown",
-                                           "USER@xn--bcher-kva.example.org,Zoë Brown"))
+    recipients, problems = read(
+        write_list(tmp_path, "user@bücher.example.org,Zoë Brown", "USER@xn--bcher-kva.example.org,Zoë Brown")
+    )
     assert problems == []
     assert [r.email for r in recipients] == ["user@xn--bcher-kva.example.org"] * 2  # one dedupe key
     outgoing = Composer(ISSUE, RENDERED, Settings(), "k").compose(recipients[0])

@@ -42,8 +42,17 @@ from newsletter.render import (
 )
 from newsletter.unsubscribe import make_token
 
-WEST_MIDLANDS = ["West Midlands", "wmchildrensservices", "Regional Update", "in the region", "sixteen", "Walsall",
-                 "Birmingham", "Dudley", "#183f6b"]
+WEST_MIDLANDS = [
+    "West Midlands",
+    "wmchildrensservices",
+    "Regional Update",
+    "in the region",
+    "sixteen",
+    "Walsall",
+    "Birmingham",
+    "Dudley",
+    "#183f6b",
+]
 """Wording (and the colour) of the shipped sample that must never reach another network's readers."""
 
 NORTHSHIRE = {
@@ -57,17 +66,31 @@ NORTHSHIRE = {
         "postal_address": "Partnership Office, 1 Market Street, Northtown, NT1 1AA",
         "privacy_url": "https://northshire.example.net/privacy",
     },
-    "brand": {"colour": "#6b1d5c",
-              "logo": {"url": "https://northshire.example.net/logo.png", "alt": "Northshire Children’s Partnership",
-                       "width": 180}},
-    "list": {"id": "bulletin.northshire.example.net", "name": "Northshire Bulletin",
-             "domain": "northshire.example.net", "bounce_to": "bounces@northshire.example.net",
-             "unsubscribe_mailto": "unsubscribe@northshire.example.net",
-             "unsubscribe_url": "https://northshire.example.net/unsubscribe",
-             "archive_url": "https://northshire.example.net/bulletin"},
+    "brand": {
+        "colour": "#6b1d5c",
+        "logo": {
+            "url": "https://northshire.example.net/logo.png",
+            "alt": "Northshire Children’s Partnership",
+            "width": 180,
+        },
+    },
+    "list": {
+        "id": "bulletin.northshire.example.net",
+        "name": "Northshire Bulletin",
+        "domain": "northshire.example.net",
+        "bounce_to": "bounces@northshire.example.net",
+        "unsubscribe_mailto": "unsubscribe@northshire.example.net",
+        "unsubscribe_url": "https://northshire.example.net/unsubscribe",
+        "archive_url": "https://northshire.example.net/bulletin",
+    },
 }
-MEMBERS = {a.slug: a for a in [Authority(slug="northtown", name="Northtown Council", kind="council"),
-                               Authority(slug="fellside", name="Fellside Children's Trust", kind="trust")]}
+MEMBERS = {
+    a.slug: a
+    for a in [
+        Authority(slug="northtown", name="Northtown Council", kind="council"),
+        Authority(slug="fellside", name="Fellside Children's Trust", kind="trust"),
+    ]
+}
 DRAFT = """\
 title: Northshire Bulletin
 issue: 2025-10
@@ -133,10 +156,15 @@ def test_a_second_network_shows_its_own_names_and_never_the_west_midlands(draft:
     for slug in [None, *MEMBERS]:
         sample = render_sample(issue, MEMBERS.get(slug or ""), settings)
         outputs[f"html {slug}"], outputs[f"text {slug}"] = sample.html, sample.text
-        composer = Composer(issue, render(issue, MEMBERS.get(slug or ""), web=Web(), settings=settings), settings,
-                            "a secret for the test")
-        outputs[f"message {slug}"] = decoded(composer.compose(Recipient("reader@northtown.example.org", "A Reader",
-                                                                        slug or "northtown")).data)
+        composer = Composer(
+            issue,
+            render(issue, MEMBERS.get(slug or ""), web=Web(), settings=settings),
+            settings,
+            "a secret for the test",
+        )
+        outputs[f"message {slug}"] = decoded(
+            composer.compose(Recipient("reader@northtown.example.org", "A Reader", slug or "northtown")).data
+        )
     site = tmp_path / "site"
     build([issue], site, drafts=draft.parent, settings=settings, members=len(MEMBERS))
     for path in site.rglob("*"):
@@ -156,8 +184,10 @@ def test_a_second_network_shows_its_own_names_and_never_the_west_midlands(draft:
     assert logo.getparent().get("width") == "180"  # MJML sizes the cell; the picture fills it
     visible = normalise(page.text_content())
     assert "October 2025 · Northshire Children’s Partnership" in visible
-    assert ("You receive the Northshire Bulletin because you work for Northtown Council, a member of the Northshire "
-            "Children’s Partnership.") in visible
+    assert (
+        "You receive the Northshire Bulletin because you work for Northtown Council, a member of the Northshire "
+        "Children’s Partnership."
+    ) in visible
     assert "Partnership Office, 1 Market Street, Northtown, NT1 1AA" in visible
     assert "https://northshire.example.net/privacy" in page.xpath("//a/@href")
     assert "#6b1d5c" in outputs["html northtown"]
@@ -169,8 +199,10 @@ def test_a_second_network_shows_its_own_names_and_never_the_west_midlands(draft:
     assert "List-Id: Northshire Bulletin <bulletin.northshire.example.net>" in message
     assert re.search(r"Message-ID: <2025-10\.[0-9a-f]+@northshire\.example\.net>", message)
     web = normalise(lxml.html.document_fromstring(outputs["2025-10/index.html"]).text_content())
-    assert ("The Northshire Bulletin goes each month to practitioners and managers of the two member organisations "
-            "of the Northshire Children’s Partnership.") in web
+    assert (
+        "The Northshire Bulletin goes each month to practitioners and managers of the two member organisations "
+        "of the Northshire Children’s Partnership."
+    ) in web
     index = outputs["index.html"]
     assert "<title>Northshire Bulletin: past issues</title>" in index and "#6b1d5c" in index
     assert "The monthly update of the Northshire Children’s Partnership" in index
@@ -185,12 +217,16 @@ def test_the_shipped_defaults_say_what_they_always_said(authorities: dict) -> No
     explicit = render(issue, authorities["walsall"], settings=Settings())
     assert default == explicit
     assert default.text.startswith("REGIONAL UPDATE\nSeptember 2025 · West Midlands children’s services\n")
-    assert ("You receive the Regional Update because you work for Walsall Council, a member of the West Midlands "
-            "children’s services network.") in normalise(default.text)
+    assert (
+        "You receive the Regional Update because you work for Walsall Council, a member of the West Midlands "
+        "children’s services network."
+    ) in normalise(default.text)
     assert "you work for an organisation in the region" in normalise(render(issue).text)
     web = render(issue, None, web=Web(files=""), archive=True, members=len(authorities))
-    assert ("The Regional Update goes each month to staff of the sixteen member organisations of the West Midlands "
-            "children’s services network.") in normalise(web.text)
+    assert (
+        "The Regional Update goes each month to staff of the sixteen member organisations of the West Midlands "
+        "children’s services network."
+    ) in normalise(web.text)
     assert "#183f6b" in default.html and "<img" not in default.html.split("<h1")[0].split("<body")[1]
 
 
@@ -198,8 +234,16 @@ def test_the_member_count_comes_from_the_authorities_never_a_sentence(authoritie
     issue = load_draft(DRAFTS[-1], authorities).issue
     assert "of the three member organisations" in normalise(render(issue, archive=True, members=3).text)
     assert "staff of the member organisations" in normalise(render(issue, archive=True).text)
-    assert [count_words(n) for n in (1, 2, 16, 20, 42, 99, 120, 1500)] == \
-        ["one", "two", "sixteen", "twenty", "forty-two", "ninety-nine", "120", "1,500"]
+    assert [count_words(n) for n in (1, 2, 16, 20, 42, 99, 120, 1500)] == [
+        "one",
+        "two",
+        "sixteen",
+        "twenty",
+        "forty-two",
+        "ninety-nine",
+        "120",
+        "1,500",
+    ]
 
 
 def test_a_draft_without_a_title_takes_the_publications(draft: Path) -> None:
@@ -237,11 +281,12 @@ def test_a_low_contrast_brand_colour_is_an_error_with_its_ratio_and_a_darker_sug
 
 def test_a_colour_must_be_a_colour_and_a_logo_must_have_alt_text(tmp_path: Path) -> None:
     config = tmp_path / "newsletter.toml"
-    for body, words in [('[brand]\ncolour = "navy"\n', "is not a colour"),
-                        ('[brand]\nlogo = {url = "https://n.example.net/logo.png"}\n',
-                         "[brand.logo] alt: Field required"),
-                        ('[brand]\nlogo = {url = "https://n.example.net/logo.png", alt = " "}\n', "[brand.logo] alt"),
-                        ('[brand]\nlogo = {url = "https://n.example.net/l.png", alt = "N", width = 900}\n', "width")]:
+    for body, words in [
+        ('[brand]\ncolour = "navy"\n', "is not a colour"),
+        ('[brand]\nlogo = {url = "https://n.example.net/logo.png"}\n', "[brand.logo] alt: Field required"),
+        ('[brand]\nlogo = {url = "https://n.example.net/logo.png", alt = " "}\n', "[brand.logo] alt"),
+        ('[brand]\nlogo = {url = "https://n.example.net/l.png", alt = "N", width = 900}\n', "width"),
+    ]:
         config.write_text(body)
         with pytest.raises(ConfigError, match=re.escape(words)):
             load_settings(config)
@@ -274,9 +319,17 @@ def test_the_preview_renders_with_the_deployments_settings(draft: Path) -> None:
     from newsletter.preview import serve
 
     stop, ready, urls = threading.Event(), threading.Event(), []
-    thread = threading.Thread(target=serve, args=(draft, MEMBERS), daemon=True,
-                              kwargs={"port": 0, "ready": lambda url: (urls.append(url), ready.set()), "stop": stop,
-                                      "settings": northshire()})
+    thread = threading.Thread(
+        target=serve,
+        args=(draft, MEMBERS),
+        daemon=True,
+        kwargs={
+            "port": 0,
+            "ready": lambda url: (urls.append(url), ready.set()),
+            "stop": stop,
+            "settings": northshire(),
+        },
+    )
     thread.start()
     assert ready.wait(30)
     port = int(urls[0].rstrip("/").rsplit(":", 1)[1])
@@ -333,9 +386,11 @@ def test_a_templates_dir_replaces_blocks_and_keeps_every_sentence(tmp_path: Path
 def test_a_templates_dir_that_drops_what_every_copy_needs_is_an_error(tmp_path: Path, authorities: dict) -> None:
     folder = tmp_path / "templates"
     folder.mkdir()
-    (folder / "email.mjml.j2").write_text(OWN_MASTHEAD.replace("{% endblock %}\n", "{% endblock %}\n{% block footer %}"
-                                                               "{% endblock %}\n", 1).replace("<h1>{{ title }}</h1>",
-                                                                                               "<h2>{{ title }}</h2>"))
+    (folder / "email.mjml.j2").write_text(
+        OWN_MASTHEAD.replace("{% endblock %}\n", "{% endblock %}\n{% block footer %}{% endblock %}\n", 1).replace(
+            "<h1>{{ title }}</h1>", "<h2>{{ title }}</h2>"
+        )
+    )
     (folder / "emial.txt.j2").write_text("typo")
     issue = load_draft(DRAFTS[-1], authorities).issue
     problems = identity_problems(Settings.model_validate({"templates_dir": folder}), issue=issue)
@@ -346,8 +401,11 @@ def test_a_templates_dir_that_drops_what_every_copy_needs_is_an_error(tmp_path: 
     assert "leave out the title as a live-text heading (<h1>)" in messages
     assert "warning: " in messages and "emial.txt.j2 is not a template the tool uses" in messages
     (folder / "email.mjml.j2").write_text("{% if %}")
-    (broken,) = [p for p in identity_problems(Settings.model_validate({"templates_dir": folder}), issue=issue)
-                 if p.severity == "error"]
+    (broken,) = [
+        p
+        for p in identity_problems(Settings.model_validate({"templates_dir": folder}), issue=issue)
+        if p.severity == "error"
+    ]
     assert "do not render" in broken.message
     (absent,) = identity_problems(Settings.model_validate({"templates_dir": tmp_path / "nowhere"}))
     assert "is not a folder" in absent.message

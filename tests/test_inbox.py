@@ -50,10 +50,16 @@ EXPECTED = {
 }
 UNSUBSCRIBER = "leaving@example.org"
 STRANGER = "stranger@elsewhere.example.org"
-RECIPIENTS = sorted({a for _, addresses, _, _ in EXPECTED.values() for a in addresses}
-                    | {UNSUBSCRIBER, "colleague@example.org", "steady@example.org"})
-HARD = {"unknown.user@postfix.example.org", "left.council@m365.example.org", "no.such.person@mail.example.org",
-        "gone@qmail.example.org"}
+RECIPIENTS = sorted(
+    {a for _, addresses, _, _ in EXPECTED.values() for a in addresses}
+    | {UNSUBSCRIBER, "colleague@example.org", "steady@example.org"}
+)
+HARD = {
+    "unknown.user@postfix.example.org",
+    "left.council@m365.example.org",
+    "no.such.person@mail.example.org",
+    "gone@qmail.example.org",
+}
 SOFT = {"full.mailbox@soft.example.org", "quota@exim.example.org"}
 DELAYED = "slow.server@delay.example.org"
 """Its report says Action: delayed: a warning, reported and moved, but nothing is recorded while the relay
@@ -63,8 +69,14 @@ keeps trying."""
 # -- messages built in the test ----------------------------------------------------------------------
 
 
-def unsubscribe_message(address: str = UNSUBSCRIBER, *, list_id: str = LIST_ID, secret: str = SECRET,
-                        token: str | None = None, message_id: str = "<unsub.1@mail.example.org>") -> bytes:
+def unsubscribe_message(
+    address: str = UNSUBSCRIBER,
+    *,
+    list_id: str = LIST_ID,
+    secret: str = SECRET,
+    token: str | None = None,
+    message_id: str = "<unsub.1@mail.example.org>",
+) -> bytes:
     """What a mail program sends when the List-Unsubscribe mailto is clicked."""
     msg = EmailMessage()
     msg["From"] = address
@@ -75,12 +87,22 @@ def unsubscribe_message(address: str = UNSUBSCRIBER, *, list_id: str = LIST_ID, 
     return msg.as_bytes()
 
 
-def dsn(address: str, *, issue: str | None, status: str = "5.1.1", action: str = "failed",
-        message_id: str | None = None, diagnostic: str | None = None) -> bytes:
+def dsn(
+    address: str,
+    *,
+    issue: str | None,
+    status: str = "5.1.1",
+    action: str = "failed",
+    message_id: str | None = None,
+    diagnostic: str | None = None,
+) -> bytes:
     """A minimal RFC 3464 report; with `issue` None, no returned headers (the issue is unknown)."""
     own = message_id or f"<dsn.{address.split('@')[0]}.{issue}.{status}@mx.example.org>"
     code = "550" if status.startswith("5") else "452"
-    returned = "" if issue is None else f"""--B
+    returned = (
+        ""
+        if issue is None
+        else f"""--B
 Content-Type: text/rfc822-headers
 
 From: West Midlands Regional Team <regional.update@wmchildrensservices.org.uk>
@@ -88,6 +110,7 @@ To: <{address}>
 Message-ID: <{issue}.00112233445566778899aabb@wmchildrensservices.org.uk>
 
 """
+    )
     text = f"""Return-Path: <>
 From: Mail Delivery System <MAILER-DAEMON@mx.example.org>
 To: bounces@wmchildrensservices.org.uk
@@ -122,8 +145,11 @@ def stranger_bounce() -> bytes:
 
 
 def bad_token_message() -> bytes:
-    return unsubscribe_message("victim@example.org", token="WyJ2aWN0aW1AZXhhbXBsZS5vcmciXQ.aM0Pfg.forged",
-                               message_id="<unsub.forged@mail.example.org>")
+    return unsubscribe_message(
+        "victim@example.org",
+        token="WyJ2aWN0aW1AZXhhbXBsZS5vcmciXQ.aM0Pfg.forged",
+        message_id="<unsub.forged@mail.example.org>",
+    )
 
 
 def all_messages() -> list[tuple[str, bytes]]:
@@ -165,8 +191,10 @@ def make_ledger(path: Path, issues: tuple[str, ...] = ISSUES, recipients: list[s
 
 def tables(ledger: Ledger) -> dict[str, list[tuple]]:
     """Every row of every table, timestamps included: for 'nothing changed'."""
-    return {table: sorted(ledger.db.execute(f"SELECT * FROM {table}"))
-            for table in ("deliveries", "suppressions", "bounces")}
+    return {
+        table: sorted(ledger.db.execute(f"SELECT * FROM {table}"))
+        for table in ("deliveries", "suppressions", "bounces")
+    }
 
 
 def state(ledger: Ledger) -> dict[str, set[tuple]]:
@@ -208,8 +236,11 @@ def fill_maildir(path: Path, messages: list[tuple[str, bytes]]) -> mailbox.Maild
 
 
 def maildir_ids(path: Path) -> set[str]:
-    return {message_id(path.joinpath(sub, name).read_bytes())
-            for sub in ("new", "cur") for name in (p.name for p in (path / sub).iterdir())}
+    return {
+        message_id(path.joinpath(sub, name).read_bytes())
+        for sub in ("new", "cur")
+        for name in (p.name for p in (path / sub).iterdir())
+    }
 
 
 def files(path: Path) -> dict[str, bytes]:
@@ -236,9 +267,11 @@ def test_reasons_are_short_and_say_what_happened() -> None:
         return classify((FIXTURES / name).read_bytes(), secret=SECRET).reason
 
     assert reason("m365-recipient-not-found.eml") == (
-        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup")
+        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"
+    )
     assert reason("gmail-address-not-found.eml").startswith(
-        "550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking")
+        "550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking"
+    )
     assert "User unknown in local recipient table" in reason("postfix-user-unknown.eml")
     assert reason("soft-mailbox-full.eml").endswith("Mailbox full")
     assert "over quota" in reason("exim-over-quota.eml")
@@ -256,12 +289,15 @@ def test_unsubscribe_with_a_valid_token() -> None:
     assert classify(raw, secret=SECRET).addresses == (UNSUBSCRIBER,)
 
 
-@pytest.mark.parametrize("raw, secret, why", [
-    (bad_token_message(), SECRET, "invalid token"),
-    (unsubscribe_message(secret="someone else's secret"), SECRET, "invalid token"),
-    (unsubscribe_message(), None, "no secret"),
-    (unsubscribe_message(token=""), SECRET, "without a token"),
-])
+@pytest.mark.parametrize(
+    "raw, secret, why",
+    [
+        (bad_token_message(), SECRET, "invalid token"),
+        (unsubscribe_message(secret="someone else's secret"), SECRET, "invalid token"),
+        (unsubscribe_message(), None, "no secret"),
+        (unsubscribe_message(token=""), SECRET, "without a token"),
+    ],
+)
 def test_an_unsubscribe_that_cannot_be_checked_is_never_trusted(raw: bytes, secret: str | None, why: str) -> None:
     found = classify(raw, secret=secret)
     assert found.kind == "unknown" and found.addresses == ()
@@ -270,6 +306,7 @@ def test_an_unsubscribe_that_cannot_be_checked_is_never_trusted(raw: bytes, secr
 
 def test_an_expired_token_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
+
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() - 500 * 24 * 3600)
     raw = unsubscribe_message()
@@ -278,13 +315,23 @@ def test_an_expired_token_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     assert found.kind == "unknown" and "expired" in found.reason
 
 
-@pytest.mark.parametrize("header", ["X-Autoreply: yes", "X-Autorespond: Out of office", "Precedence: auto_reply",
-                                    "Subject: Out of Office: Regional Update", "Subject: Automatic reply: hello",
-                                    "Auto-Submitted: auto-replied (vacation)"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "X-Autoreply: yes",
+        "X-Autorespond: Out of office",
+        "Precedence: auto_reply",
+        "Subject: Out of Office: Regional Update",
+        "Subject: Automatic reply: hello",
+        "Auto-Submitted: auto-replied (vacation)",
+    ],
+)
 def test_automatic_replies(header: str) -> None:
-    raw = (f"From: Someone <someone@example.org>\r\nTo: regional.update@{DOMAIN}\r\n{header}\r\n"
-           + ("" if header.startswith("Subject") else "Subject: Re: Regional Update\r\n")
-           + f"In-Reply-To: <2025-08.0123456789abcdef01234567@{DOMAIN}>\r\n\r\nI am away.\r\n").encode()
+    raw = (
+        f"From: Someone <someone@example.org>\r\nTo: regional.update@{DOMAIN}\r\n{header}\r\n"
+        + ("" if header.startswith("Subject") else "Subject: Re: Regional Update\r\n")
+        + f"In-Reply-To: <2025-08.0123456789abcdef01234567@{DOMAIN}>\r\n\r\nI am away.\r\n"
+    ).encode()
     found = classify(raw, secret=SECRET, domain=DOMAIN)
     assert (found.kind, found.issue, found.failures) == ("auto_reply", "2025-08", ())
 
@@ -322,9 +369,20 @@ def test_a_bounce_that_says_auto_replied_is_still_a_bounce() -> None:
     assert classify(raw).kind == "hard_bounce"
 
 
-@pytest.mark.parametrize("status, kind", [("5.1.1", "hard"), ("5.1.10", "hard"), ("5.4.4", "hard"),
-                                          ("4.2.2", "soft"), ("4.4.7", "soft"), ("5.2.2", "soft"),
-                                          ("5.7.1", "soft"), ("5.3.4", "soft"), ("2.0.0", None)])
+@pytest.mark.parametrize(
+    "status, kind",
+    [
+        ("5.1.1", "hard"),
+        ("5.1.10", "hard"),
+        ("5.4.4", "hard"),
+        ("4.2.2", "soft"),
+        ("4.4.7", "soft"),
+        ("5.2.2", "soft"),
+        ("5.7.1", "soft"),
+        ("5.3.4", "soft"),
+        ("2.0.0", None),
+    ],
+)
 def test_status_codes(status: str, kind: str | None) -> None:
     assert status_kind(status) == kind
     if kind:
@@ -349,14 +407,22 @@ def test_a_mixed_report_keeps_each_recipient_hard_or_soft() -> None:
     raw = dsn("hard@example.org", issue="2025-09").replace(
         b"Diagnostic-Code: smtp; 550 5.1.1 mailbox problem\r\n",
         b"Diagnostic-Code: smtp; 550 5.1.1 mailbox problem\r\n\r\nFinal-Recipient: rfc822; soft@example.org\r\n"
-        b"Action: delayed\r\nStatus: 4.4.1\r\n")
+        b"Action: delayed\r\nStatus: 4.4.1\r\n",
+    )
     found = classify(raw)
     assert found.kind == "hard_bounce"
     assert [(f.address, f.kind) for f in found.failures] == [("hard@example.org", "hard"), ("soft@example.org", "soft")]
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x00\xff garbage", b"Subject: =?bogus?Q?x?=\r\n\r\n",
-                                 b"Content-Type: multipart/report; boundary=\"x\"\r\n\r\n--x\r\n"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff garbage",
+        b"Subject: =?bogus?Q?x?=\r\n\r\n",
+        b'Content-Type: multipart/report; boundary="x"\r\n\r\n--x\r\n',
+    ],
+)
 def test_garbage_is_unknown(raw: bytes) -> None:
     assert classify(raw).kind == "unknown"
 
@@ -372,8 +438,14 @@ def test_process_a_maildir(tmp_path: Path) -> None:
     with make_ledger(tmp_path / "ledger.db") as ledger:
         report = process(MaildirSource(inbox), ledger, SECRET, LIST_ID, domain=DOMAIN)
         check_ledger_after_everything(ledger)
-    assert dict(report.counts) == {"hard_bounce": 5, "soft_bounce": 2, "delayed": 1, "unsubscribe": 1,
-                                   "auto_reply": 1, "unknown": 2}
+    assert dict(report.counts) == {
+        "hard_bounce": 5,
+        "soft_bounce": 2,
+        "delayed": 1,
+        "unsubscribe": 1,
+        "auto_reply": 1,
+        "unknown": 2,
+    }
     assert (report.moved, report.left) == (len(UNDERSTOOD), len(LEFT))
     assert maildir_ids(inbox / ".Processed") == ids(UNDERSTOOD)
     assert (inbox / ".Processed" / "maildirfolder").exists()
@@ -382,14 +454,18 @@ def test_process_a_maildir(tmp_path: Path) -> None:
     assert human.read_bytes() == human_bytes and human.stat().st_mtime == human_stat.st_mtime
     actions = {line.address: line.action for line in report.lines}
     assert actions["gone@qmail.example.org"] == "hard bounce of 2025-09 recorded; suppressed; moved to Processed"
-    assert actions[DELAYED] == ("delivery of 2025-09 delayed (4.4.1 connect to mx.delay.example.org[192.0.2.40]:25: "
-                                "Connection timed out): nothing recorded, the relay is still trying; moved to Processed")
+    assert actions[DELAYED] == (
+        "delivery of 2025-09 delayed (4.4.1 connect to mx.delay.example.org[192.0.2.40]:25: "
+        "Connection timed out): nothing recorded, the relay is still trying; moved to Processed"
+    )
     assert actions["full.mailbox@soft.example.org"].startswith(
-        "soft bounce of 2025-09 recorded (1 of 3 issues in a row)")
+        "soft bounce of 2025-09 recorded (1 of 3 issues in a row)"
+    )
     assert actions[UNSUBSCRIBER] == "suppressed (unsubscribed by email); moved to Processed"
     assert "never sent to" in actions[STRANGER] and "left for a person" in actions[STRANGER]
-    assert report.summary().startswith("12 message(s) (hard bounce 5, soft bounce 2, delayed 1, unsubscribe 1, "
-                                       "auto reply 1, unknown 2)")
+    assert report.summary().startswith(
+        "12 message(s) (hard bounce 5, soft bounce 2, delayed 1, unsubscribe 1, auto reply 1, unknown 2)"
+    )
     assert f"{len(UNDERSTOOD)} moved to Processed, {len(LEFT)} left in place" in report.summary()
     assert all(len(row) == 4 for row in report.table())
 
@@ -409,9 +485,11 @@ def test_processing_twice_changes_nothing(tmp_path: Path) -> None:
         assert tables(ledger) == before
         assert third.moved == len(UNDERSTOOD)
         assert {line.action.split(";")[0] for line in third.lines if line.address in HARD} == {
-            "hard bounce of 2025-09 already recorded"}
+            "hard bounce of 2025-09 already recorded"
+        }
         assert [line.action for line in third.lines if line.address == UNSUBSCRIBER] == [
-            "already suppressed; moved to Processed"]
+            "already suppressed; moved to Processed"
+        ]
 
 
 def test_an_mbox_cannot_move_so_it_relies_on_idempotency(tmp_path: Path) -> None:
@@ -451,8 +529,9 @@ def test_a_bounce_without_an_issue_belongs_to_the_last_issue_sent(tmp_path: Path
     fill_maildir(inbox, [("", dsn("steady@example.org", issue=None))])
     with make_ledger(tmp_path / "ledger.db") as ledger:
         report = process(MaildirSource(inbox), ledger, SECRET, LIST_ID)
-        assert state(ledger)["bounces"] == {("steady@example.org", "2025-09", "hard", "550 5.1.1 mailbox problem",
-                                             "inbox")}
+        assert state(ledger)["bounces"] == {
+            ("steady@example.org", "2025-09", "hard", "550 5.1.1 mailbox problem", "inbox")
+        }
     assert report.moved == 1
 
 
@@ -603,20 +682,24 @@ def test_process_over_imap(dovecot: Dovecot, user: str, tmp_path: Path) -> None:
     assert (report.lines[0].ref, report.lines[0].message) == ("1", "Undelivered Mail Returned to Sender")
 
 
-def test_a_dropped_connection_fails_cleanly_and_a_second_run_finishes(dovecot: Dovecot, user: str,
-                                                                    tmp_path: Path) -> None:
+def test_a_dropped_connection_fails_cleanly_and_a_second_run_finishes(
+    dovecot: Dovecot, user: str, tmp_path: Path
+) -> None:
     first_two = [name for name, _ in all_messages()[:2]]
-    with make_ledger(tmp_path / "ledger.db") as ledger, \
-            DropProxy(dovecot.port, drop_before=("FETCH", 3)) as proxy:
+    with make_ledger(tmp_path / "ledger.db") as ledger, DropProxy(dovecot.port, drop_before=("FETCH", 3)) as proxy:
         with pytest.raises(InboxError, match="lost while fetching message UID 3") as failure:
             with imap_source(proxy.port, user) as source:
                 process(source, ledger, SECRET, LIST_ID, domain=DOMAIN)
         assert proxy.dropped.is_set()
         # What was done before the drop is recorded and moved; nothing else happened.
         assert [line.address for line in failure.value.report.lines] == [
-            "unknown.user@postfix.example.org", "left.council@m365.example.org"]
-        assert {e for e, *_ in state(ledger)["bounces"]} == {"unknown.user@postfix.example.org",
-                                                            "left.council@m365.example.org"}
+            "unknown.user@postfix.example.org",
+            "left.council@m365.example.org",
+        ]
+        assert {e for e, *_ in state(ledger)["bounces"]} == {
+            "unknown.user@postfix.example.org",
+            "left.council@m365.example.org",
+        }
         assert set(folder(dovecot.port, user, "Processed")) == ids(set(first_two))
         assert set(folder(dovecot.port, user, "INBOX")) == ids({n for n, _ in all_messages()} - set(first_two))
         # Run again (the proxy lets later connections through): the job is finished.
@@ -633,8 +716,10 @@ def test_a_connection_cut_mid_message(dovecot: Dovecot, user: str, tmp_path: Pat
     expected = maildir_result(tmp_path)
     with make_ledger(tmp_path / "baseline.db") as untouched:
         baseline = state(untouched)
-    with make_ledger(tmp_path / "ledger.db") as ledger, \
-            DropProxy(dovecot.port, drop_after_bytes=int(total * cut)) as proxy:
+    with (
+        make_ledger(tmp_path / "ledger.db") as ledger,
+        DropProxy(dovecot.port, drop_after_bytes=int(total * cut)) as proxy,
+    ):
         with pytest.raises(InboxError, match="IMAP connection to 127.0.0.1"):
             with imap_source(proxy.port, user) as source:
                 process(source, ledger, SECRET, LIST_ID, domain=DOMAIN)
@@ -664,6 +749,7 @@ def test_a_refused_login_is_a_clear_error(dovecot: Dovecot) -> None:
 
 def test_an_unreachable_server_is_a_clear_error() -> None:
     from imap_server import free_port
+
     source = ImapSource("127.0.0.1", free_port(), username="u", password="p", security="plain", timeout=5)
     with pytest.raises(InboxError, match="cannot connect to the IMAP server 127.0.0.1"):
         source.open()
@@ -685,9 +771,13 @@ def test_the_inbox_command(tmp_path: Path) -> None:
     make_ledger(tmp_path / "ledger.db").close()
     config = tmp_path / "newsletter.toml"
     config.write_text(f'ledger = "{tmp_path / "ledger.db"}"\n[inbox]\nurl = "maildir:{inbox}"\n', encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "newsletter", "inbox", "--config", str(config)],
-                            capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "NEWSLETTER_SECRET": SECRET, "COLUMNS": "200"})
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "inbox", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NEWSLETTER_SECRET": SECRET, "COLUMNS": "200"},
+    )
     assert result.returncode == 0, result.stderr
     assert "gone@qmail.example.org" in result.stdout and "suppressed" in result.stdout
     assert "12 message(s)" in result.stdout

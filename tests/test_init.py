@@ -32,34 +32,63 @@ from newsletter.recipients import load_authorities
 from newsletter.render import identity_problems
 from newsletter.schema import schema_text
 
-WEST_MIDLANDS = ["West Midlands", "wmchildrensservices", "Regional Update", "in the region", "sixteen", "Walsall",
-                 "Birmingham", "#183f6b"]
+WEST_MIDLANDS = [
+    "West Midlands",
+    "wmchildrensservices",
+    "Regional Update",
+    "in the region",
+    "sixteen",
+    "Walsall",
+    "Birmingham",
+    "#183f6b",
+]
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 TODAY = dt.date(2025, 10, 8)
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)})
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)},
+    )
 
 
 def test_init_writes_a_deployment_that_loads_and_checks_clean(tmp_path: Path) -> None:
     folder = tmp_path / "northshire"
-    made = create(folder, title="Northshire Bulletin", network="Northshire Children’s Partnership",
-                  domain="Northshire.Example.net", today=TODAY)
+    made = create(
+        folder,
+        title="Northshire Bulletin",
+        network="Northshire Children’s Partnership",
+        domain="Northshire.Example.net",
+        today=TODAY,
+    )
     names = sorted(str(p.relative_to(folder)) for p in made.written)
-    assert names == sorted(["newsletter.toml", "recipients/authorities.yaml", "recipients/example-council.csv",
-                            "recipients/example-trust.csv", "drafts/2025-10.yaml", "schema/draft.schema.json",
-                            "README.md"])
+    assert names == sorted(
+        [
+            "newsletter.toml",
+            "recipients/authorities.yaml",
+            "recipients/example-council.csv",
+            "recipients/example-trust.csv",
+            "drafts/2025-10.yaml",
+            "schema/draft.schema.json",
+            "README.md",
+        ]
+    )
     assert made.kept == [] and made.draft == folder / "drafts" / "2025-10.yaml"
 
     settings = load_settings(folder / "newsletter.toml")
     assert settings.publication.title == "Northshire Bulletin"
     assert settings.publication.network == settings.publication.masthead == "Northshire Children’s Partnership"
     assert settings.list.id == "northshire-bulletin.northshire.example.net"
-    assert settings.list.domain == "northshire.example.net" and settings.publication.sender.email == \
-        "news@northshire.example.net"
+    assert (
+        settings.list.domain == "northshire.example.net"
+        and settings.publication.sender.email == "news@northshire.example.net"
+    )
     assert identity_problems(settings, folder / "newsletter.toml") == []
 
     members = load_authorities(folder / "recipients" / "authorities.yaml")
@@ -127,8 +156,7 @@ def test_init_never_overwrites_and_fills_in_what_is_missing(tmp_path: Path) -> N
 
 
 def test_init_takes_awkward_names_and_refuses_what_cannot_work(tmp_path: Path) -> None:
-    made = create(tmp_path / "a", title='The "Quarterly" Update: #1', network="Fellside & Dale network",
-                  today=TODAY)
+    made = create(tmp_path / "a", title='The "Quarterly" Update: #1', network="Fellside & Dale network", today=TODAY)
     settings = load_settings(tmp_path / "a" / "newsletter.toml")
     assert settings.publication.title == 'The "Quarterly" Update: #1'
     assert settings.publication.masthead == "Fellside & Dale"
@@ -163,29 +191,48 @@ def _axe(browser: object, html: str, width: int) -> None:
 
 
 def test_a_new_network_from_init_to_archive(tmp_path: Path, browser: object) -> None:
-    result = run("init", "northshire", "--title", "Northshire Bulletin", "--network",
-                 "Northshire Children’s Partnership", "--domain", "northshire.example.net", cwd=tmp_path)
+    result = run(
+        "init",
+        "northshire",
+        "--title",
+        "Northshire Bulletin",
+        "--network",
+        "Northshire Children’s Partnership",
+        "--domain",
+        "northshire.example.net",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "northshire"
     (draft,) = (folder / "drafts").glob("*.yaml")
     month = draft.stem
     config = folder / "newsletter.toml"
     text = config.read_text(encoding="utf-8")
-    for old, new in [('colour = "#2b3a4a"', 'colour = "#6b1d5c"'), ("# logo = ", "logo = "),
-                     ("# privacy_url = ", "privacy_url = "), ("# postal_address = ", "postal_address = "),
-                     ("# archive_url = ", "archive_url = ")]:
+    for old, new in [
+        ('colour = "#2b3a4a"', 'colour = "#6b1d5c"'),
+        ("# logo = ", "logo = "),
+        ("# privacy_url = ", "privacy_url = "),
+        ("# postal_address = ", "postal_address = "),
+        ("# archive_url = ", "archive_url = "),
+    ]:
         assert old in text
         text = text.replace(old, new, 1)
     config.write_text(text, encoding="utf-8")
     draft.write_text(draft.read_text(encoding="utf-8").replace("status: draft", "status: approved"), encoding="utf-8")
 
-    for command in (["check", f"drafts/{month}.yaml"], ["render", f"drafts/{month}.yaml", "--out", "out"],
-                    ["send", f"drafts/{month}.yaml"], ["archive", "--out", "site"]):
+    for command in (
+        ["check", f"drafts/{month}.yaml"],
+        ["render", f"drafts/{month}.yaml", "--out", "out"],
+        ["send", f"drafts/{month}.yaml"],
+        ["archive", "--out", "site"],
+    ):
         result = run(*command, cwd=folder)
         assert result.returncode == 0, (command, result.stdout, result.stderr)
 
-    outputs = {"email.html": (folder / "out" / "email.html").read_text(encoding="utf-8"),
-               "email.txt": (folder / "out" / "email.txt").read_text(encoding="utf-8")}
+    outputs = {
+        "email.html": (folder / "out" / "email.html").read_text(encoding="utf-8"),
+        "email.txt": (folder / "out" / "email.txt").read_text(encoding="utf-8"),
+    }
     sent = sorted((folder / "outbox" / "new").iterdir())
     assert len(sent) == 4  # two members, two readers each
     for path in sent:
@@ -210,8 +257,9 @@ def test_a_new_network_from_init_to_archive(tmp_path: Path, browser: object) -> 
     for name in ["email.html", f"{month}/index.html", "index.html"]:
         assert "#6b1d5c" in outputs[name] and 'alt="Northshire Children’s Partnership"' in outputs[name], name
     assert "https://www.northshire.example.net/privacy" in outputs["email.html"]
-    assert "goes each month to staff of the two member organisations of the Northshire" in \
-        " ".join(outputs[f"{month}/index.txt"].split())
+    assert "goes each month to staff of the two member organisations of the Northshire" in " ".join(
+        outputs[f"{month}/index.txt"].split()
+    )
 
     for width in (375, 800):
         _axe(browser, outputs["email.html"], width)
@@ -219,8 +267,9 @@ def test_a_new_network_from_init_to_archive(tmp_path: Path, browser: object) -> 
     _axe(browser, outputs["index.html"], 800)
 
     # A brand colour white text cannot be read on is refused, with the ratio and a colour that would do.
-    config.write_text(config.read_text(encoding="utf-8").replace('colour = "#6b1d5c"', 'colour = "#f5a623"'),
-                      encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('colour = "#6b1d5c"', 'colour = "#f5a623"'), encoding="utf-8"
+    )
     refused = run("check", f"drafts/{month}.yaml", cwd=folder)
     assert refused.returncode == 1
     assert "newsletter.toml" in refused.stderr and "#f5a623 gives 2.02:1 contrast" in refused.stderr

@@ -23,7 +23,7 @@ ISSUE = load_draft(DRAFTS[-1]).issue
 RENDERED = render(ISSUE)
 
 
-def person(name: str = "Siân O'Neil, \"Ops\"", address: str = "sian.oneil@walsall.example.org") -> Recipient:
+def person(name: str = 'Siân O\'Neil, "Ops"', address: str = "sian.oneil@walsall.example.org") -> Recipient:
     return Recipient(email=address, name=name, authority="walsall", fields={})
 
 
@@ -34,7 +34,7 @@ def parse(data: bytes) -> email.message.EmailMessage:
 def test_names_with_accents_commas_and_quotes_round_trip() -> None:
     message = parse(Composer(ISSUE, RENDERED, Settings(), "k").compose(person()).data)
     (to,) = message["To"].addresses
-    assert (to.display_name, to.addr_spec) == ("Siân O'Neil, \"Ops\"", "sian.oneil@walsall.example.org")
+    assert (to.display_name, to.addr_spec) == ('Siân O\'Neil, "Ops"', "sian.oneil@walsall.example.org")
     assert message.get_body(("plain",)).get_content().count("sian.oneil@walsall.example.org") == 1
 
 
@@ -84,8 +84,9 @@ def test_tokens_refuse_tampering_and_age() -> None:
 
 def test_dkim_signature_verifies_and_breaks_when_altered() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
     settings = Settings.model_validate({"dkim": {"selector": "news2025"}})
@@ -105,9 +106,12 @@ def test_dkim_signature_verifies_and_breaks_when_altered() -> None:
 
 
 def test_a_proof_subject_names_its_variant(authorities: dict) -> None:
-    for slug, shown in [("dudley", "Dudley"), ("telford-and-wrekin", "Telford & Wrekin"),
-                        ("wolverhampton", "City of Wolverhampton"),
-                        ("birmingham-childrens-trust", "Birmingham Children's Trust")]:
+    for slug, shown in [
+        ("dudley", "Dudley"),
+        ("telford-and-wrekin", "Telford & Wrekin"),
+        ("wolverhampton", "City of Wolverhampton"),
+        ("birmingham-childrens-trust", "Birmingham Children's Trust"),
+    ]:
         composer = Composer(ISSUE, render(ISSUE, authorities[slug]), Settings(), "k", proof=True)
         assert parse(composer.compose(person()).data)["Subject"] == f"[PROOF: {shown}] {ISSUE.subject}"
     real = Composer(ISSUE, render(ISSUE, authorities["dudley"]), Settings(), "k")
@@ -141,9 +145,13 @@ def test_a_proofs_unsubscribe_links_unsubscribe_nobody(authorities: dict) -> Non
 
 
 def test_nothing_is_ever_attached(authorities: dict) -> None:
-    data = {**ISSUE.model_dump(by_alias=True), "attachments": [
-        {"title": "Dates for 2025/26", "url": "https://wm.example.org/dates.pdf"},
-        {"title": "Programme", "file": "programme.pdf"}]}
+    data = {
+        **ISSUE.model_dump(by_alias=True),
+        "attachments": [
+            {"title": "Dates for 2025/26", "url": "https://wm.example.org/dates.pdf"},
+            {"title": "Programme", "file": "programme.pdf"},
+        ],
+    }
     data["sections"] = [{s.pop("kind"): s} for s in data["sections"]]
     from newsletter.model import Issue
 
@@ -151,8 +159,11 @@ def test_nothing_is_ever_attached(authorities: dict) -> None:
     settings = Settings.model_validate({"list": {"archive_url": "https://wm.example.org/archive"}})
     from newsletter.archive import published
 
-    message = parse(Composer(issue, render(issue, authorities["dudley"], web=published(settings, issue)), settings,
-                             "k").compose(person()).data)
+    message = parse(
+        Composer(issue, render(issue, authorities["dudley"], web=published(settings, issue)), settings, "k")
+        .compose(person())
+        .data
+    )
     assert message.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
     assert not list(message.iter_attachments())

@@ -15,8 +15,9 @@ from newsletter.load import load_draft
 
 
 def newsletter(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def copy_drafts(tmp_path: Path) -> Path:

@@ -39,6 +39,7 @@ def settings_file(content: bytes) -> Case:
         path = tmp_path / "newsletter.toml"
         path.write_bytes(content)
         return ["check", SEPTEMBER, "--config", str(path)]
+
     return case
 
 
@@ -55,8 +56,9 @@ def existing_file(tmp_path: Path) -> str:
 def no_approved_issue(tmp_path: Path) -> list[str]:
     drafts = tmp_path / "drafts"
     drafts.mkdir()
-    (drafts / "2025-09.yaml").write_text(Path(SEPTEMBER).read_text(encoding="utf-8")
-                                         .replace("status: approved", "status: draft"), encoding="utf-8")
+    (drafts / "2025-09.yaml").write_text(
+        Path(SEPTEMBER).read_text(encoding="utf-8").replace("status: approved", "status: draft"), encoding="utf-8"
+    )
     return ["archive", "--out", str(tmp_path / "site"), "--drafts", str(drafts), "--config", outbox_config(tmp_path)]
 
 
@@ -68,6 +70,7 @@ def sent_ledger(tmp_path: Path) -> str:
 
 UNWRITABLE = "/proc/version/out"  # under a file of the kernel's: no one can make a folder there
 
+
 def cfg(tmp_path: Path) -> list[str]:
     return ["--config", outbox_config(tmp_path)]
 
@@ -76,46 +79,92 @@ CASES: dict[str, tuple[Case, str]] = {
     "authorities.yaml missing: recipients check": (with_lists(None, "recipients", "check"), "no such file"),
     "authorities.yaml missing: check": (with_lists(None, "check", SEPTEMBER), "authorities.yaml"),
     "authorities.yaml missing: send": (with_lists(None, "send", SEPTEMBER), "authorities.yaml"),
-    "authorities.yaml not YAML: recipients check": (with_lists("- slug: [walsall\n", "recipients", "check"),
-                                                    "authorities.yaml"),
+    "authorities.yaml not YAML: recipients check": (
+        with_lists("- slug: [walsall\n", "recipients", "check"),
+        "authorities.yaml",
+    ),
     "authorities.yaml not YAML: send": (with_lists("a: b: c\n", "send", SEPTEMBER), "authorities.yaml"),
-    "authorities.yaml bad slug: check": (with_lists("- {slug: Not A Slug!, name: X, kind: council}\n",
-                                                    "check", SEPTEMBER), "slug"),
-    "authorities.yaml bad slug: recipients check": (with_lists("- {slug: 'walsall/../x', name: W, kind: council}\n",
-                                                               "recipients", "check"), "slug"),
-    "--config names no file": (lambda tmp_path: ["check", SEPTEMBER, "--config", str(tmp_path / "newsleter.toml")],
-                               "no such file"),
+    "authorities.yaml bad slug: check": (
+        with_lists("- {slug: Not A Slug!, name: X, kind: council}\n", "check", SEPTEMBER),
+        "slug",
+    ),
+    "authorities.yaml bad slug: recipients check": (
+        with_lists("- {slug: 'walsall/../x', name: W, kind: council}\n", "recipients", "check"),
+        "slug",
+    ),
+    "--config names no file": (
+        lambda tmp_path: ["check", SEPTEMBER, "--config", str(tmp_path / "newsleter.toml")],
+        "no such file",
+    ),
     "--config is a folder": (lambda tmp_path: ["check", SEPTEMBER, "--config", str(tmp_path)], "is a folder"),
-    "config not UTF-8": (settings_file("[list]\nname = \"Caf\xe9\"\n".encode("latin-1")), "UTF-8"),
+    "config not UTF-8": (settings_file('[list]\nname = "Caf\xe9"\n'.encode("latin-1")), "UTF-8"),
     "config not TOML": (settings_file(b"[transport\nurl = 1\n"), "newsletter.toml"),
-    "render --out is a file": (lambda tmp_path: ["render", SEPTEMBER, "--out", existing_file(tmp_path),
-                                                 *cfg(tmp_path)], "is a file"),
-    "render --out unwritable": (lambda tmp_path: ["render", SEPTEMBER, "--out", UNWRITABLE, *cfg(tmp_path)],
-                                "cannot write to --out"),
-    "report --out is a file": (lambda tmp_path: ["report", SEPTEMBER, "--config", sent_ledger(tmp_path),
-                                                 "--out", existing_file(tmp_path)], "is a file"),
-    "report --out unwritable": (lambda tmp_path: ["report", SEPTEMBER, "--config", sent_ledger(tmp_path),
-                                                  "--out", UNWRITABLE], "cannot write to --out"),
-    "archive --out is a file": (lambda tmp_path: ["archive", "--out", existing_file(tmp_path),
-                                                  "--drafts", str(ROOT / "drafts"), *cfg(tmp_path)], "is a file"),
-    "archive --out unwritable": (lambda tmp_path: ["archive", "--out", UNWRITABLE, "--drafts", str(ROOT / "drafts"),
-                                                   *cfg(tmp_path)], "cannot write to --out"),
+    "render --out is a file": (
+        lambda tmp_path: ["render", SEPTEMBER, "--out", existing_file(tmp_path), *cfg(tmp_path)],
+        "is a file",
+    ),
+    "render --out unwritable": (
+        lambda tmp_path: ["render", SEPTEMBER, "--out", UNWRITABLE, *cfg(tmp_path)],
+        "cannot write to --out",
+    ),
+    "report --out is a file": (
+        lambda tmp_path: ["report", SEPTEMBER, "--config", sent_ledger(tmp_path), "--out", existing_file(tmp_path)],
+        "is a file",
+    ),
+    "report --out unwritable": (
+        lambda tmp_path: ["report", SEPTEMBER, "--config", sent_ledger(tmp_path), "--out", UNWRITABLE],
+        "cannot write to --out",
+    ),
+    "archive --out is a file": (
+        lambda tmp_path: [
+            "archive",
+            "--out",
+            existing_file(tmp_path),
+            "--drafts",
+            str(ROOT / "drafts"),
+            *cfg(tmp_path),
+        ],
+        "is a file",
+    ),
+    "archive --out unwritable": (
+        lambda tmp_path: ["archive", "--out", UNWRITABLE, "--drafts", str(ROOT / "drafts"), *cfg(tmp_path)],
+        "cannot write to --out",
+    ),
     "archive with no approved issue": (no_approved_issue, "No approved issue"),
-    "preview --port 99999": (lambda tmp_path: ["preview", SEPTEMBER, "--port", "99999", "--no-browser",
-                                               *cfg(tmp_path)], "is not a port"),
+    "preview --port 99999": (
+        lambda tmp_path: ["preview", SEPTEMBER, "--port", "99999", "--no-browser", *cfg(tmp_path)],
+        "is not a port",
+    ),
     "serve --port 99999": (lambda tmp_path: ["serve", "--port", "99999", *cfg(tmp_path)], "is not a port"),
-    "proof --transport bad port": (lambda tmp_path: ["proof", SEPTEMBER, "--to", "me@example.org", "--config",
-                                                     str(config(tmp_path, "smtp://127.0.0.1:abc"))], "valid port"),
-    "send --transport port out of range": (lambda tmp_path: ["send", SEPTEMBER, "--transport",
-                                                             "smtp://127.0.0.1:99999", *cfg(tmp_path)], "valid port"),
-    "send --connections -1": (lambda tmp_path: ["send", SEPTEMBER, "--connections", "-1", *cfg(tmp_path)],
-                              "--connections"),
+    "proof --transport bad port": (
+        lambda tmp_path: [
+            "proof",
+            SEPTEMBER,
+            "--to",
+            "me@example.org",
+            "--config",
+            str(config(tmp_path, "smtp://127.0.0.1:abc")),
+        ],
+        "valid port",
+    ),
+    "send --transport port out of range": (
+        lambda tmp_path: ["send", SEPTEMBER, "--transport", "smtp://127.0.0.1:99999", *cfg(tmp_path)],
+        "valid port",
+    ),
+    "send --connections -1": (
+        lambda tmp_path: ["send", SEPTEMBER, "--connections", "-1", *cfg(tmp_path)],
+        "--connections",
+    ),
     "send --rate -5": (lambda tmp_path: ["send", SEPTEMBER, "--rate", "-5", *cfg(tmp_path)], "--rate"),
-    "suppress add not an address": (lambda tmp_path: ["suppress", "add", "not an email", "--reason", "x",
-                                                      *cfg(tmp_path)], "not a valid email address"),
+    "suppress add not an address": (
+        lambda tmp_path: ["suppress", "add", "not an email", "--reason", "x", *cfg(tmp_path)],
+        "not a valid email address",
+    ),
     "status with no ledger yet": (lambda tmp_path: ["status", SEPTEMBER, *cfg(tmp_path)], "no send history"),
-    "send a draft that does not exist": (lambda tmp_path: ["send", str(tmp_path / "2025-13.yaml"), *cfg(tmp_path)],
-                                         "2025-13.yaml"),
+    "send a draft that does not exist": (
+        lambda tmp_path: ["send", str(tmp_path / "2025-13.yaml"), *cfg(tmp_path)],
+        "2025-13.yaml",
+    ),
 }
 
 
@@ -145,8 +194,9 @@ def read_only_ledger(tmp_path: Path) -> tuple[Path, Path]:
     return disk, settings
 
 
-@pytest.mark.parametrize("command", [["send", SEPTEMBER, "--retry-failed"], ["suppress", "add", "a@example.org",
-                                                                            "--reason", "asked"]])
+@pytest.mark.parametrize(
+    "command", [["send", SEPTEMBER, "--retry-failed"], ["suppress", "add", "a@example.org", "--reason", "asked"]]
+)
 def test_a_ledger_on_a_read_only_filesystem(tmp_path: Path, command: list[str]) -> None:
     disk, settings = read_only_ledger(tmp_path)
     try:

@@ -28,16 +28,25 @@ from conftest import ROOT
 
 SOURCES = ["pyproject.toml", "README.md", "newsletter", "templates"]
 """What the build reads; copied, so the build's own droppings (build/, *.egg-info) never land in the checkout."""
-SHIPPED = ["templates/email.mjml.j2", "templates/email.txt.j2", "templates/archive-index.html.j2",
-           "templates/preview.html.j2", "templates/preview-errors.html.j2", "starter/newsletter.toml.j2",
-           "starter/draft.yaml.j2", "py.typed"]
+SHIPPED = [
+    "templates/email.mjml.j2",
+    "templates/email.txt.j2",
+    "templates/archive-index.html.j2",
+    "templates/preview.html.j2",
+    "templates/preview-errors.html.j2",
+    "starter/newsletter.toml.j2",
+    "starter/draft.yaml.j2",
+    "py.typed",
+]
 
 
 def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
-                            check=False)
-    assert result.returncode == 0, f"{' '.join(map(str, args))} exited {result.returncode}:\n{result.stdout}\n" \
-                                   f"{result.stderr}"
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, args))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
     return result
 
 
@@ -63,8 +72,9 @@ def test_the_sdist_and_the_wheel_hold_the_templates_and_py_typed(dist: Path) -> 
         in_sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for name in SHIPPED:
         assert f"newsletter/{name}" in in_wheel, f"{name} is not in the wheel"
-        assert (name if name.startswith("templates/") else f"newsletter/{name}") in in_sdist, \
+        assert (name if name.startswith("templates/") else f"newsletter/{name}") in in_sdist, (
             f"{name} is not in the sdist"
+        )
 
 
 def test_the_wheel_installed_outside_the_checkout_runs_an_issue(dist: Path, tmp_path: Path) -> None:
@@ -73,10 +83,22 @@ def test_the_wheel_installed_outside_the_checkout_runs_an_issue(dist: Path, tmp_
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     python = venv / "bin" / "python"
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index", wheel,
-        cwd=tmp_path)
-    site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-                    cwd=tmp_path).stdout.strip())
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-index",
+        wheel,
+        cwd=tmp_path,
+    )
+    site = Path(
+        run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip()
+    )
     ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     (site / "_dependencies_from_the_test_environment.pth").write_text("".join(f"{p}\n" for p in ours))
 
@@ -85,17 +107,32 @@ def test_the_wheel_installed_outside_the_checkout_runs_an_issue(dist: Path, tmp_
     work = tmp_path / "work"
     work.mkdir()
 
-    where = run(python, "-c", "import json, sys, newsletter, newsletter.templates as t, importlib.metadata as m; "
-                "print(json.dumps([newsletter.__file__, list(t.__path__)[0], "
-                "str(m.distribution('newsletter').locate_file('')), sys.path]))", cwd=work, env=env)
+    where = run(
+        python,
+        "-c",
+        "import json, sys, newsletter, newsletter.templates as t, importlib.metadata as m; "
+        "print(json.dumps([newsletter.__file__, list(t.__path__)[0], "
+        "str(m.distribution('newsletter').locate_file('')), sys.path]))",
+        cwd=work,
+        env=env,
+    )
     module, templates, metadata, path = json.loads(where.stdout)
     for found in (module, templates, metadata):
         assert Path(found).is_relative_to(venv), f"{found} is not from the installed wheel"
     assert not any(Path(entry or work).resolve() in (ROOT, ROOT / "newsletter") for entry in path)
 
     assert run("newsletter", "--version", cwd=work, env=env).stdout.strip() == f"newsletter {version}"
-    run("newsletter", "init", "northshire", "--title", "Northshire Bulletin", "--network", "Northshire Partnership",
-        cwd=work, env=env)
+    run(
+        "newsletter",
+        "init",
+        "northshire",
+        "--title",
+        "Northshire Bulletin",
+        "--network",
+        "Northshire Partnership",
+        cwd=work,
+        env=env,
+    )
     deployment = work / "northshire"
     (draft,) = (deployment / "drafts").glob("*.yaml")
     relative = f"drafts/{draft.name}"
@@ -106,8 +143,7 @@ def test_the_wheel_installed_outside_the_checkout_runs_an_issue(dist: Path, tmp_
     text = (deployment / "out" / "email.txt").read_text(encoding="utf-8")
     assert "Northshire Bulletin" in html and "Northshire Bulletin" in text and "<h1" in html
 
-    draft.write_text(draft.read_text(encoding="utf-8").replace("status: draft", "status: approved"),
-                     encoding="utf-8")
+    draft.write_text(draft.read_text(encoding="utf-8").replace("status: draft", "status: approved"), encoding="utf-8")
     run("newsletter", "send", relative, cwd=deployment, env=env)
     sent = sorted((deployment / "outbox" / "new").iterdir())
     assert sent, "nothing reached the outbox"

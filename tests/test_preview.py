@@ -23,8 +23,12 @@ def preview(tmp_path: Path, authorities: dict) -> Iterator[tuple[str, Path]]:
     stop = threading.Event()
     urls: list[str] = []
     ready = threading.Event()
-    thread = threading.Thread(target=serve, args=(draft, authorities), daemon=True,
-                              kwargs={"port": 0, "ready": lambda url: (urls.append(url), ready.set()), "stop": stop})
+    thread = threading.Thread(
+        target=serve,
+        args=(draft, authorities),
+        daemon=True,
+        kwargs={"port": 0, "ready": lambda url: (urls.append(url), ready.set()), "stop": stop},
+    )
     thread.start()
     assert ready.wait(30)
     yield urls[0], draft
@@ -82,8 +86,9 @@ def test_saving_the_draft_updates_the_page_and_errors_recover(browser: object, p
     page.evaluate("window.notReloaded = true")
     original = draft.read_text(encoding="utf-8")
 
-    draft.write_text(original.replace("heading: Regional SEND Co-ordinator", "heading: Our new SEND lead"),
-                     encoding="utf-8")
+    draft.write_text(
+        original.replace("heading: Regional SEND Co-ordinator", "heading: Our new SEND lead"), encoding="utf-8"
+    )
     frame.locator("h2", has_text="Our new SEND lead").wait_for(timeout=10_000)
 
     draft.write_text(original.replace("status: approved", "status: finished"), encoding="utf-8")
@@ -103,9 +108,18 @@ def test_refuses_to_listen_beyond_this_computer(host: str, authorities: dict) ->
         PreviewServer(host, 0, State(SEPTEMBER, authorities))
 
 
-@pytest.mark.parametrize("path", ["/../../../../etc/passwd", "/calendar/../../../etc/passwd",
-                                  "/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/calendar/..%2f..%2f..%2fetc%2fpasswd",
-                                  "/drafts/2025-09.yaml", "/newsletter/cli.py", "//etc/passwd"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../../../../etc/passwd",
+        "/calendar/../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/calendar/..%2f..%2f..%2fetc%2fpasswd",
+        "/drafts/2025-09.yaml",
+        "/newsletter/cli.py",
+        "//etc/passwd",
+    ],
+)
 def test_no_file_can_be_read_through_the_server(preview: tuple, path: str) -> None:
     url, _ = preview
     port = int(url.rsplit(":", 1)[1].strip("/"))
@@ -132,8 +146,18 @@ def get(url: str, path: str, host: str | None) -> tuple[int, bytes]:
     return response.status, body
 
 
-@pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:{port}", "127.0.0.1.evil.example.com:{port}",
-                                  "localhost.evil.example.com:{port}", "127.0.0.1:1", "192.168.1.10:{port}", ""])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example.com",
+        "evil.example.com:{port}",
+        "127.0.0.1.evil.example.com:{port}",
+        "localhost.evil.example.com:{port}",
+        "127.0.0.1:1",
+        "192.168.1.10:{port}",
+        "",
+    ],
+)
 @pytest.mark.parametrize("path", ["/problems.json", "/email.html", "/email.txt", "/", "/events"])
 def test_a_foreign_host_header_gets_nothing(preview: tuple, host: str, path: str) -> None:
     """A DNS-rebinding page reaches 127.0.0.1 under its own name: it must not read the draft."""
@@ -158,7 +182,13 @@ def test_a_port_out_of_range_is_one_clear_line() -> None:
 
     from conftest import ROOT
 
-    result = subprocess.run([sys.executable, "-m", "newsletter", "preview", str(SEPTEMBER), "--port", "99999",
-                             "--no-browser"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "preview", str(SEPTEMBER), "--port", "99999", "--no-browser"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "65535" in result.stderr

@@ -35,8 +35,11 @@ def block(language: str) -> str:
 
 def cron_command() -> str:
     """The command of the README's cron job line (after the five time fields and the user)."""
-    jobs = [line for line in block("cron").splitlines()
-            if line.strip() and not line.startswith("#") and not re.match(r"[A-Z_]+=", line)]
+    jobs = [
+        line
+        for line in block("cron").splitlines()
+        if line.strip() and not line.startswith("#") and not re.match(r"[A-Z_]+=", line)
+    ]
     assert len(jobs) == 1, jobs
     _minute, _hour, day, month, weekday, user, command = jobs[0].split(None, 6)
     assert (day, month, weekday) == ("*", "*", "*"), "the job must run every day"
@@ -62,7 +65,8 @@ def deployment(tmp_path: Path) -> tuple[Path, Path, str]:
     (workdir / "drafts").mkdir(parents=True)
     (workdir / ".venv").symlink_to(ROOT / ".venv")
     (workdir / "newsletter.toml").write_text(
-        f'recipients = "{ROOT / "recipients"}"\nnotify = ["{TEAM}"]\n', encoding="utf-8")  # the outbox, by default
+        f'recipients = "{ROOT / "recipients"}"\nnotify = ["{TEAM}"]\n', encoding="utf-8"
+    )  # the outbox, by default
     today = dt.date.today()
     draft_for(workdir / "drafts", f"{today:%Y-%m}", today)
     secret = secrets.token_urlsafe(32)
@@ -74,7 +78,8 @@ def deployment(tmp_path: Path) -> tuple[Path, Path, str]:
 
 
 def test_the_readme_cron_line_sends_the_issue_due_today_with_nothing_inherited(
-        deployment: tuple[Path, Path, str]) -> None:
+    deployment: tuple[Path, Path, str],
+) -> None:
     workdir, env_file, secret = deployment
     assert WORKDIR in cron_command() and ENV_FILE in cron_command()  # the paths this test stands in for
     command = substitute(cron_command(), workdir, env_file)
@@ -92,8 +97,9 @@ def test_the_readme_cron_line_sends_the_issue_due_today_with_nothing_inherited(
     assert address in everyone()
 
 
-def test_the_readme_systemd_units_verify_and_the_service_runs(deployment: tuple[Path, Path, str],
-                                                              tmp_path: Path) -> None:
+def test_the_readme_systemd_units_verify_and_the_service_runs(
+    deployment: tuple[Path, Path, str], tmp_path: Path
+) -> None:
     workdir, env_file, _ = deployment
     written = {}
     folder = tmp_path / "units"
@@ -107,15 +113,22 @@ def test_the_readme_systemd_units_verify_and_the_service_runs(deployment: tuple[
     # What systemd would run: ExecStart in WorkingDirectory with only the EnvironmentFile's variables.
     settings = dict(re.findall(r"^(\w+)=(.*)$", written["newsletter.service"].read_text(), re.MULTILINE))
     environment = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if line)
-    result = subprocess.run(shlex.split(settings["ExecStart"]), cwd=settings["WorkingDirectory"], env=environment,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        shlex.split(settings["ExecStart"]),
+        cwd=settings["WorkingDirectory"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(list(mailbox.Maildir(workdir / "outbox", create=False))) == len(everyone()) + 1
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (Debian package `systemd`): the units were not verified")
-    verified = subprocess.run([analyze, "verify", *map(str, written.values())], capture_output=True, text=True,
-                              timeout=120)
+    verified = subprocess.run(
+        [analyze, "verify", *map(str, written.values())], capture_output=True, text=True, timeout=120
+    )
     output = verified.stdout + verified.stderr
     assert verified.returncode == 0, output
     assert str(folder) not in output, output  # a warning about our units (an unknown key, a bad value) fails too

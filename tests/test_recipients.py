@@ -297,7 +297,9 @@ def test_duplicates_within_a_list() -> None:
     assert len(recipients) == 5 and problems == []  # read_list leaves deciding to gather
 
     summaries: dict[str, ListSummary] = {}
-    kept = list(gather(LISTS, [Authority(slug="duplicates", name="Duplicates Council", kind="council")], summaries=summaries))
+    kept = list(
+        gather(LISTS, [Authority(slug="duplicates", name="Duplicates Council", kind="council")], summaries=summaries)
+    )
     assert emails(kept) == ["amy.lowe@alpha.example.org", "ben.hart@alpha.example.org", "cara.dunn@alpha.example.org"]
     assert kept[0].name == "Amy Lowe"  # the first row wins
     summary = summaries["duplicates"]
@@ -448,12 +450,33 @@ def test_reading_a_list_takes_flat_memory(tmp_path: Path) -> None:
 
 
 ODD_ADDRESSES = [
-    "plain@walsall.example.org", "Mixed.Case@Dudley.Example.ORG", "a+tag@x.example.org", "o_neil@x.example.org",
-    ".lead@x.example.org", "trail.@x.example.org", "two..dots@x.example.org", "no-at.example.org",
-    "a@-bad.example.org", "a@bad-.example.org", "a@x.example.123", "a@localhost", "a@x.test", "a@x.invalid",
-    "a@x.local", "a@onion", "a@x.example.o", "a@" + "l" * 64 + ".example.org", "a@" + "l" * 63 + ".example.org",
-    "l" * 64 + "@x.example.org", "l" * 65 + "@x.example.org", "x@" + ".".join(["abcdefghi"] * 26) + ".org",
-    "o'neil@x.example.org", "a@x_y.example.org", "a@x.example.org.", "sian@x.example.org ", "a@@x.example.org",
+    "plain@walsall.example.org",
+    "Mixed.Case@Dudley.Example.ORG",
+    "a+tag@x.example.org",
+    "o_neil@x.example.org",
+    ".lead@x.example.org",
+    "trail.@x.example.org",
+    "two..dots@x.example.org",
+    "no-at.example.org",
+    "a@-bad.example.org",
+    "a@bad-.example.org",
+    "a@x.example.123",
+    "a@localhost",
+    "a@x.test",
+    "a@x.invalid",
+    "a@x.local",
+    "a@onion",
+    "a@x.example.o",
+    "a@" + "l" * 64 + ".example.org",
+    "a@" + "l" * 63 + ".example.org",
+    "l" * 64 + "@x.example.org",
+    "l" * 65 + "@x.example.org",
+    "x@" + ".".join(["abcdefghi"] * 26) + ".org",
+    "o'neil@x.example.org",
+    "a@x_y.example.org",
+    "a@x.example.org.",
+    "sian@x.example.org ",
+    "a@@x.example.org",
 ]
 
 
@@ -475,8 +498,15 @@ def test_the_fast_address_check_agrees_with_email_validator(raw: str) -> None:
     assert got == expected
 
 
-IDN_ADDRESSES = ["user@bücher.example.org", "User@Bücher.Example.ORG", "a@xn--bcher-kva.example.org", "a@ドメイン.example.org",
-                 "zoë@x.example.org", "a@bücher..example.org", "a@xn--zz.example.org"]
+IDN_ADDRESSES = [
+    "user@bücher.example.org",
+    "User@Bücher.Example.ORG",
+    "a@xn--bcher-kva.example.org",
+    "a@ドメイン.example.org",
+    "zoë@x.example.org",
+    "a@bücher..example.org",
+    "a@xn--zz.example.org",
+]
 
 
 @pytest.mark.parametrize("raw", ODD_ADDRESSES + IDN_ADDRESSES)
@@ -501,26 +531,32 @@ def test_addresses_are_ascii_for_the_envelope_and_the_ledger(raw: str) -> None:
 # --- one address for the CLI (`suppress add`) ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Jo.Bloggs@Walsall.example.org", "jo.bloggs@walsall.example.org"),
-    ("  jo.bloggs@walsall.example.org ", "jo.bloggs@walsall.example.org"),
-    ("user@bücher.example.org", "user@xn--bcher-kva.example.org"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Jo.Bloggs@Walsall.example.org", "jo.bloggs@walsall.example.org"),
+        ("  jo.bloggs@walsall.example.org ", "jo.bloggs@walsall.example.org"),
+        ("user@bücher.example.org", "user@xn--bcher-kva.example.org"),
+    ],
+)
 def test_valid_address_gives_the_ascii_dedupe_key(raw: str, expected: str) -> None:
     from newsletter.recipients import valid_address
 
     assert valid_address(raw) == expected
 
 
-@pytest.mark.parametrize(("raw", "words"), [
-    ("not an email", "not an email"),
-    ("", "no address"),
-    ("jo.bloggs@", "jo.bloggs@"),
-    ("Jo Bloggs <jo@walsall.example.org>", "without a name"),
-    ("mailto:jo@walsall.example.org", "mailto:"),
-    ("zoë@walsall.example.org", "before the @"),
-    ("a@b.example.org\r\nBcc: x@y.org", "not a valid email address"),
-])
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("not an email", "not an email"),
+        ("", "no address"),
+        ("jo.bloggs@", "jo.bloggs@"),
+        ("Jo Bloggs <jo@walsall.example.org>", "without a name"),
+        ("mailto:jo@walsall.example.org", "mailto:"),
+        ("zoë@walsall.example.org", "before the @"),
+        ("a@b.example.org\r\nBcc: x@y.org", "not a valid email address"),
+    ],
+)
 def test_valid_address_refuses_anything_else_in_one_line(raw: str, words: str) -> None:
     from newsletter.errors import ListError
     from newsletter.recipients import valid_address
@@ -534,26 +570,42 @@ def test_valid_address_refuses_anything_else_in_one_line(raw: str, words: str) -
 # --- authorities.yaml ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "words", "line"), [
-    (None, "no such file", None),
-    ("", "empty", None),
-    (b"- {slug: alpha, name: Caf\xe9, kind: council}\n", "UTF-8", None),
-    (b"[" * 5000 + b"]" * 5000, "nested too deeply", None),
-    ("- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: beta, name: Beta, kind: council\n",
-     "not valid YAML", 2),
-    ("- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: Beta Council, name: Beta, kind: council}\n",
-     "`Beta Council` is not an authority slug", 2),
-    ("- slug: alpha\n  name: Alpha Council\n  kind: council\n- slug: beta\n  name: Beta\n  kind: county\n",
-     "kind", 6),
-    ("- slug: alpha\n  name: Alpha Council\n  kind: council\n  colour: red\n", "colour", 4),
-    ("- {slug: alpha, kind: council}\n", "name", 1),
-    ("slug: alpha\nname: Alpha\n", "a list", 1),
-    ("- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: alpha, name: Alpha Again, kind: trust}\n",
-     "twice", 2),
-    ("- {slug: alpha, name: Alpha Council, kind: council}\n- just text\n", "slug", 2),
-])
-def test_authorities_file_problems_are_one_clear_line(tmp_path: Path, text: str | bytes | None, words: str,
-                                                      line: int | None) -> None:
+@pytest.mark.parametrize(
+    ("text", "words", "line"),
+    [
+        (None, "no such file", None),
+        ("", "empty", None),
+        (b"- {slug: alpha, name: Caf\xe9, kind: council}\n", "UTF-8", None),
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply", None),
+        (
+            "- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: beta, name: Beta, kind: council\n",
+            "not valid YAML",
+            2,
+        ),
+        (
+            "- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: Beta Council, name: Beta, kind: council}\n",
+            "`Beta Council` is not an authority slug",
+            2,
+        ),
+        (
+            "- slug: alpha\n  name: Alpha Council\n  kind: council\n- slug: beta\n  name: Beta\n  kind: county\n",
+            "kind",
+            6,
+        ),
+        ("- slug: alpha\n  name: Alpha Council\n  kind: council\n  colour: red\n", "colour", 4),
+        ("- {slug: alpha, kind: council}\n", "name", 1),
+        ("slug: alpha\nname: Alpha\n", "a list", 1),
+        (
+            "- {slug: alpha, name: Alpha Council, kind: council}\n- {slug: alpha, name: Alpha Again, kind: trust}\n",
+            "twice",
+            2,
+        ),
+        ("- {slug: alpha, name: Alpha Council, kind: council}\n- just text\n", "slug", 2),
+    ],
+)
+def test_authorities_file_problems_are_one_clear_line(
+    tmp_path: Path, text: str | bytes | None, words: str, line: int | None
+) -> None:
     from newsletter.errors import ListError
 
     path = tmp_path / "authorities.yaml"
@@ -578,8 +630,11 @@ def test_authorities_file_that_is_a_folder(tmp_path: Path) -> None:
 
 def test_a_long_name_is_a_warning_and_an_encoded_word_name_is_kept_as_written(tmp_path: Path) -> None:
     path = tmp_path / "alpha.csv"
-    path.write_text("email,name\r\namy@alpha.example.org," + "A" * 250 + "\r\n"
-                    "ben@alpha.example.org,=?utf-8?q?Ben=0D=0AX-Injected=3A_yes?=\r\n", encoding="utf-8")
+    path.write_text(
+        "email,name\r\namy@alpha.example.org," + "A" * 250 + "\r\n"
+        "ben@alpha.example.org,=?utf-8?q?Ben=0D=0AX-Injected=3A_yes?=\r\n",
+        encoding="utf-8",
+    )
     items = list(read_list(path, "alpha"))
     recipients = [i for i in items if isinstance(i, Recipient)]
     problems = [i for i in items if isinstance(i, RowProblem)]

@@ -71,7 +71,7 @@ def test_no_url_is_inside_a_sentence_or_has_punctuation_attached(rendered: tuple
     _, result = rendered
     for line in result.text.splitlines():
         for match in URL.finditer(line):
-            before, after = line[:match.start()], line[match.end():]
+            before, after = line[: match.start()], line[match.end() :]
             assert after == "", line
             assert re.fullmatch(r"\[\d+\] |[^\[\]]*: |", before), line
             assert match.group()[-1] not in ".,;:!?)'\"”’", line
@@ -101,8 +101,9 @@ def test_signature_separator_is_dash_dash_space(rendered: tuple) -> None:
 
 def test_text_lines_stay_within_78_characters_but_urls(rendered: tuple) -> None:
     _, result = rendered
-    _, text = result.fill(email="sample.reader@walsall.example.org",
-                          unsubscribe_url="https://unsubscribe.example.org/u/" + "x" * 140)
+    _, text = result.fill(
+        email="sample.reader@walsall.example.org", unsubscribe_url="https://unsubscribe.example.org/u/" + "x" * 140
+    )
     long = [line for line in text.splitlines() if len(line) > 78 and not URL.search(line)]
     assert not long, long
     for line in text.splitlines():
@@ -140,8 +141,12 @@ def test_known_traps_are_handled(rendered: tuple) -> None:
     for paragraph in doc.xpath("//p"):
         if not paragraph.text_content().strip():
             continue  # a divider
-        sizes = re.findall(r"font-size:\s*(\d+)px", paragraph.get("style", "") + " " +
-                           " ".join(a.get("style", "") for a in paragraph.iterancestors() if a.tag == "div"))
+        sizes = re.findall(
+            r"font-size:\s*(\d+)px",
+            paragraph.get("style", "")
+            + " "
+            + " ".join(a.get("style", "") for a in paragraph.iterancestors() if a.tag == "div"),
+        )
         assert sizes and int(sizes[0]) >= 16, lxml.html.tostring(paragraph)[:200]
 
 
@@ -163,7 +168,9 @@ def test_text_part_layout() -> None:
     assert "For more details, see the PWLE Seminar on child contact problems and the\nFamily Court [3]." in text
     assert re.search(r"^\[3\] https://example\.org/lost-link/pwle-seminar-child-contact-family-court$", text, re.M)
     # the button's words, with the same number: the address is listed once for the event
-    assert "\nDetails and registration for the PWLE Seminar on child contact problems\nand the Family Court [3]\n" in text
+    assert (
+        "\nDetails and registration for the PWLE Seminar on child contact problems\nand the Family Court [3]\n" in text
+    )
     assert text.count("https://example.org/lost-link/pwle-seminar-child-contact-family-court") == 1
     assert "  Sign up for the Monday 6 October webinar on parenting disabled\n  children and those with SEN [6]" in text
     assert max(len(line) for line in text.splitlines() if "https://" not in line) <= 78
@@ -173,8 +180,9 @@ def test_audience_sections_only_in_their_variants(authorities: dict) -> None:
     issue = load_draft(DRAFTS[-1]).issue
     data = issue.model_dump(by_alias=True)
     data["sections"] = [{s.pop("kind"): s} for s in data["sections"]]
-    data["sections"].append({"article": {"heading": "Only for Dudley", "body": "Dudley colleagues only.",
-                                         "audience": ["dudley"]}})
+    data["sections"].append(
+        {"article": {"heading": "Only for Dudley", "body": "Dudley colleagues only.", "audience": ["dudley"]}}
+    )
     targeted = Issue.model_validate(data)
     assert "Dudley colleagues only." in render(targeted, authorities["dudley"]).text
     assert "Dudley colleagues only." in visible_text(render(targeted, authorities["dudley"]).html)
@@ -220,8 +228,9 @@ def test_render_sample_fills_the_personal_fields_for_a_sample_reader(authorities
     assert unsubscribe.startswith("mailto:unsubscribe@wmchildrensservices.org.uk?subject=unsubscribe%20")
     assert sample.size == len(sample.html.encode()) < GMAIL_CLIP_BYTES
     # With a one-click endpoint and an archive: the links a reader gets, and a token nobody can act on.
-    settings = Settings.model_validate({"list": {"unsubscribe_url": "https://wm.example.org/u",
-                                                 "archive_url": "https://wm.example.org/archive"}})
+    settings = Settings.model_validate(
+        {"list": {"unsubscribe_url": "https://wm.example.org/u", "archive_url": "https://wm.example.org/archive"}}
+    )
     sample = render_sample(issue, authorities["dudley"], settings)
     assert sample.email == "sample.reader@dudley.example.org"
     hrefs = lxml.html.document_fromstring(sample.html).xpath("//a/@href")

@@ -31,7 +31,8 @@ def errors(text: str) -> list[str]:
 def test_the_committed_schema_is_the_models() -> None:
     assert COMMITTED.read_text(encoding="utf-8") == schema_text(), (
         f"{SCHEMA_FILE} is out of date with newsletter/model.py: regenerate it with "
-        f"`.venv/bin/python -m newsletter.schema` (or `newsletter schema`) from the project folder, and commit it")
+        f"`.venv/bin/python -m newsletter.schema` (or `newsletter schema`) from the project folder, and commit it"
+    )
 
 
 def test_the_schema_is_draft_07_with_help_on_every_field() -> None:
@@ -86,20 +87,28 @@ def test_a_small_draft_validates() -> None:
     assert errors(source(ARTICLE)) == []
 
 
-@pytest.mark.parametrize("mistake, before, after", [
-    ("misspelt key", "heading: News", "hedaing: News"),
-    ("misspelt top-level key", "preheader:", "preheadr:"),
-    ("wrong type", "cost: free", "cost: [free, paid]"),
-    ("wrong type in a list", '- {text: The programme, url: "https://wm.gov.uk/programme"}', "- The programme"),
-    ("unknown section kind", "- article:", "- artcle:"),
-    ("fields beside the kind", "- image:\n    src: https://wm.gov.uk/team.jpg\n    alt:",
-     "- image:\n  src: https://wm.gov.uk/team.jpg\n  alt:"),
-    ("impossible time", 'start: "09:30"', 'start: "25:00"'),
-    ("date in words", "date: 2025-10-15", "date: 15th October"),
-    ("address without https", '"https://wm.gov.uk/programme"', '"wm.gov.uk/programme"'),
-    ("status", "preheader:", "status: ready\npreheader:"),
-])
-def test_mistakes_are_rejected_by_the_schema_and_the_loader(tmp_path: Path, mistake: str, before: str, after: str) -> None:
+@pytest.mark.parametrize(
+    "mistake, before, after",
+    [
+        ("misspelt key", "heading: News", "hedaing: News"),
+        ("misspelt top-level key", "preheader:", "preheadr:"),
+        ("wrong type", "cost: free", "cost: [free, paid]"),
+        ("wrong type in a list", '- {text: The programme, url: "https://wm.gov.uk/programme"}', "- The programme"),
+        ("unknown section kind", "- article:", "- artcle:"),
+        (
+            "fields beside the kind",
+            "- image:\n    src: https://wm.gov.uk/team.jpg\n    alt:",
+            "- image:\n  src: https://wm.gov.uk/team.jpg\n  alt:",
+        ),
+        ("impossible time", 'start: "09:30"', 'start: "25:00"'),
+        ("date in words", "date: 2025-10-15", "date: 15th October"),
+        ("address without https", '"https://wm.gov.uk/programme"', '"wm.gov.uk/programme"'),
+        ("status", "preheader:", "status: ready\npreheader:"),
+    ],
+)
+def test_mistakes_are_rejected_by_the_schema_and_the_loader(
+    tmp_path: Path, mistake: str, before: str, after: str
+) -> None:
     text = source(ARTICLE)
     assert before in text
     bad = text.replace(before, after, 1)
@@ -109,8 +118,24 @@ def test_mistakes_are_rejected_by_the_schema_and_the_loader(tmp_path: Path, mist
         load_draft(tmp_path / "draft.yaml")
 
 
-@pytest.mark.parametrize("time", ["09:30", "9.30", "14:00", "2pm", "2 PM", "10.30am", "noon", "Midday", "25:00", "9",
-                                  "12:60", "half past nine", "0930"])
+@pytest.mark.parametrize(
+    "time",
+    [
+        "09:30",
+        "9.30",
+        "14:00",
+        "2pm",
+        "2 PM",
+        "10.30am",
+        "noon",
+        "Midday",
+        "25:00",
+        "9",
+        "12:60",
+        "half past nine",
+        "0930",
+    ],
+)
 def test_the_schema_accepts_the_times_the_model_accepts(tmp_path: Path, time: str) -> None:
     text = source(ARTICLE).replace('start: "09:30", end: 2pm', f'start: "{time}"')
     (tmp_path / "draft.yaml").write_text(text, encoding="utf-8")

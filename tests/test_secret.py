@@ -38,8 +38,9 @@ def test_no_public_fallback_secret_is_left() -> None:
     assert PUBLIC not in Path(config_module.__file__).read_text(encoding="utf-8")
 
 
-def test_outbox_makes_a_random_secret_once_readable_by_the_owner_only(tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_outbox_makes_a_random_secret_once_readable_by_the_owner_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = outbox_settings(tmp_path)
     first = settings.secret()
     path = tmp_path / "newsletter.secret"
@@ -71,8 +72,9 @@ def test_an_empty_secret_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_environment_wins_and_a_relay_still_requires_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    relay = Settings.model_validate({"ledger": tmp_path / "ledger.db",
-                                     "transport": {"url": "smtp://relay.example.org:587"}})
+    relay = Settings.model_validate(
+        {"ledger": tmp_path / "ledger.db", "transport": {"url": "smtp://relay.example.org:587"}}
+    )
     with pytest.raises(ConfigError, match=SECRET_ENV):
         relay.secret()
     with pytest.raises(ConfigError, match=SECRET_ENV):
@@ -99,7 +101,8 @@ def test_inbox_with_no_secret_set_does_not_honour_a_forged_token(tmp_path: Path)
     forged = {
         "victim.one@walsall.example.org": make_token("victim.one@walsall.example.org", LIST_ID, PUBLIC),
         "victim.two@walsall.example.org": URLSafeTimedSerializer(PUBLIC, salt="newsletter-unsubscribe").dumps(
-            ["victim.two@walsall.example.org", LIST_ID]),
+            ["victim.two@walsall.example.org", LIST_ID]
+        ),
         "victim.three@walsall.example.org": make_token("victim.three@walsall.example.org", LIST_ID, "a guess"),
     }
     genuine = "leaving@walsall.example.org"
@@ -108,11 +111,21 @@ def test_inbox_with_no_secret_set_does_not_honour_a_forged_token(tmp_path: Path)
         box.add(unsubscribe_email(address, token, n))
     Ledger(settings.ledger).close()
     toml = tmp_path / "newsletter.toml"
-    toml.write_text(f'ledger = "{settings.ledger}"\n[transport]\nurl = "outbox:{tmp_path}/o"\n'
-                    f'[inbox]\nurl = "maildir:{tmp_path / "inbox"}"\n', encoding="utf-8")
+    toml.write_text(
+        f'ledger = "{settings.ledger}"\n[transport]\nurl = "outbox:{tmp_path}/o"\n'
+        f'[inbox]\nurl = "maildir:{tmp_path / "inbox"}"\n',
+        encoding="utf-8",
+    )
     env = {k: v for k, v in os.environ.items() if k != SECRET_ENV} | {"COLUMNS": "200"}
-    result = subprocess.run([sys.executable, "-m", "newsletter", "inbox", "--config", str(toml)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120, env=env, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "inbox", "--config", str(toml)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     with Ledger(settings.ledger) as ledger:
         suppressed = {email for email, *_ in ledger.suppressions()}
@@ -151,7 +164,13 @@ def test_the_cli_prints_no_traceback_for_such_a_config(tmp_path: Path, case: str
         path.mkdir()
     else:
         path.write_bytes(b'[list]\nname = "R\xe9gional"\n')
-    result = subprocess.run([sys.executable, "-m", "newsletter", "suppress", "list", "--config", str(path)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "suppress", "list", "--config", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and str(path) in result.stderr

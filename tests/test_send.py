@@ -23,11 +23,23 @@ ISSUE = load_draft(DRAFTS[-1]).issue
 
 
 def settings_for(tmp_path: Path, url: str, **transport: object) -> Settings:
-    base = {"url": url, "rate_per_minute": 60_000, "connections": 3, "timeout": 1.0, "backoff": 0.05,
-            "attempts": 4, **transport}
-    return Settings.model_validate({"transport": base, "ledger": tmp_path / "ledger.db",
-                                    "recipients": ROOT / "recipients",
-                                    "list": {"unsubscribe_url": "https://updates.example.org/unsubscribe"}})
+    base = {
+        "url": url,
+        "rate_per_minute": 60_000,
+        "connections": 3,
+        "timeout": 1.0,
+        "backoff": 0.05,
+        "attempts": 4,
+        **transport,
+    }
+    return Settings.model_validate(
+        {
+            "transport": base,
+            "ledger": tmp_path / "ledger.db",
+            "recipients": ROOT / "recipients",
+            "list": {"unsubscribe_url": "https://updates.example.org/unsubscribe"},
+        }
+    )
 
 
 def everyone(authorities: dict[str, Authority]) -> list:
@@ -37,8 +49,15 @@ def everyone(authorities: dict[str, Authority]) -> list:
 def send(settings: Settings, authorities: dict[str, Authority], only: list[str] | None = None):  # noqa: ANN201
     with Ledger(settings.ledger) as ledger:
         queue_recipients(ledger, ISSUE, settings, list(authorities.values()), only)
-        job = Job(ISSUE, list(authorities.values()), ledger, opener(settings.transport.url, settings.transport),
-                  settings, SECRET, only=only)
+        job = Job(
+            ISSUE,
+            list(authorities.values()),
+            ledger,
+            opener(settings.transport.url, settings.transport),
+            settings,
+            SECRET,
+            only=only,
+        )
         outcome = asyncio.run(job.run())
         return outcome, ledger.summary(ISSUE.issue)
 
@@ -100,11 +119,11 @@ def test_faults_leave_ledger_and_mailbox_in_agreement(tmp_path: Path, authoritie
     people = [p.email for p in everyone(authorities)]
     dropped, closing, busy, gone, stalled, later = people[0], people[1], people[2], people[3], people[4], people[5]
     script = {
-        dropped: ["drop", "ok"],                      # connection dropped mid-DATA, then fine
-        closing: ["421", "ok"],                       # 421 and close, then fine
+        dropped: ["drop", "ok"],  # connection dropped mid-DATA, then fine
+        closing: ["421", "ok"],  # 421 and close, then fine
         busy: ["451 4.7.1 try again later", "451 4.7.1 still busy", "ok"],
-        gone: ["550 5.1.1 no such user"],             # permanent
-        stalled: ["stall", "ok"],                     # silent past the client's timeout
+        gone: ["550 5.1.1 no such user"],  # permanent
+        stalled: ["stall", "ok"],  # silent past the client's timeout
         later: ["data:452 4.3.1 insufficient storage", "ok"],
     }
     with Server(Handler(script=script, stall=2.0)) as server:

@@ -27,8 +27,13 @@ SEPTEMBER = str(ROOT / "drafts" / "2025-09.yaml")
 
 def config(tmp_path: Path, url: str, **transport: object) -> Path:
     options = {"url": url, "rate_per_minute": 60000, "connections": 2, "timeout": 2, "backoff": 0.05, **transport}
-    lines = ["[transport]", *(f"{k} = {v!r}".replace("'", '"') for k, v in options.items()),
-             "", f'ledger = "{tmp_path / "ledger.db"}"', f'recipients = "{ROOT / "recipients"}"']
+    lines = [
+        "[transport]",
+        *(f"{k} = {v!r}".replace("'", '"') for k, v in options.items()),
+        "",
+        f'ledger = "{tmp_path / "ledger.db"}"',
+        f'recipients = "{ROOT / "recipients"}"',
+    ]
     # top-level keys must come before any table in TOML
     text = "\n".join(lines[-2:] + [""] + lines[:-3]) + "\n"
     path = tmp_path / "newsletter.toml"
@@ -38,8 +43,15 @@ def config(tmp_path: Path, url: str, **transport: object) -> Path:
 
 def run(*args: str, cwd: Path = ROOT, **kwargs: object) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def everyone() -> list[str]:
@@ -48,11 +60,14 @@ def everyone() -> list[str]:
 
 def test_send_to_the_outbox_prints_the_summary(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"
-    result = run("send", SEPTEMBER, "--transport", f"outbox:{outbox}", "--config",
-                 str(config(tmp_path, "outbox:unused")))
+    result = run(
+        "send", SEPTEMBER, "--transport", f"outbox:{outbox}", "--config", str(config(tmp_path, "outbox:unused"))
+    )
     assert result.returncode == 0, result.stderr
-    messages = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
-                for m in mailbox.Maildir(outbox, create=False)]
+    messages = [
+        email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
+        for m in mailbox.Maildir(outbox, create=False)
+    ]
     assert sorted(m["To"].addresses[0].addr_spec for m in messages) == sorted(everyone())
     assert "Walsall Council" in result.stdout and "All" in result.stdout
     assert f"{len(everyone())}" in result.stdout.splitlines()[-2]
@@ -62,8 +77,9 @@ def test_send_to_the_outbox_prints_the_summary(tmp_path: Path) -> None:
 
 def test_a_draft_is_refused_with_how_to_approve(tmp_path: Path) -> None:
     draft = tmp_path / "2025-10.yaml"
-    draft.write_text(Path(SEPTEMBER).read_text(encoding="utf-8").replace("status: approved", "status: draft"),
-                     encoding="utf-8")
+    draft.write_text(
+        Path(SEPTEMBER).read_text(encoding="utf-8").replace("status: approved", "status: draft"), encoding="utf-8"
+    )
     result = run("send", str(draft), "--config", str(config(tmp_path, f"outbox:{tmp_path / 'o'}")))
     assert result.returncode == 1
     assert "`status: draft` to `status: approved`" in result.stderr
@@ -72,9 +88,22 @@ def test_a_draft_is_refused_with_how_to_approve(tmp_path: Path) -> None:
 
 def test_a_relay_needs_the_secret_from_the_environment(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_SECRET"}
-    result = subprocess.run([sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config",
-                             str(config(tmp_path, "smtp://127.0.0.1:9"))], cwd=ROOT, capture_output=True,
-                            text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "send",
+            SEPTEMBER,
+            "--config",
+            str(config(tmp_path, "smtp://127.0.0.1:9")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 2 and "NEWSLETTER_SECRET" in result.stderr
 
 
@@ -91,8 +120,13 @@ def test_killed_mid_send_then_rerun_gives_everyone_the_issue(tmp_path: Path) -> 
     with Server(Handler(delay=0.08)) as server:
         settings = config(tmp_path, server.url, connections=3)
         env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
-        job = subprocess.Popen([sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        job = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while len(server.handler.arrivals) < len(people) // 3 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -134,8 +168,10 @@ def test_send_due_sends_only_approved_drafts_whose_day_has_come(tmp_path: Path, 
     text = Path(SEPTEMBER).read_text(encoding="utf-8").replace("send_on: 2025-09-19", f"send_on: {dt.date.today()}")
     (drafts / "2025-09.yaml").write_text(text if approved else text.replace("approved", "draft"), encoding="utf-8")
     text = Path(SEPTEMBER).read_text(encoding="utf-8")
-    (drafts / "2099-01.yaml").write_text(text.replace("send_on: 2025-09-19", "send_on: 2099-01-15")
-                                         .replace("issue: 2025-09", "issue: 2099-01"), encoding="utf-8")
+    (drafts / "2099-01.yaml").write_text(
+        text.replace("send_on: 2025-09-19", "send_on: 2099-01-15").replace("issue: 2025-09", "issue: 2099-01"),
+        encoding="utf-8",
+    )
     outbox = tmp_path / "outbox"
     result = run("send", "--due", "--config", str(config(tmp_path, f"outbox:{outbox}")), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -154,8 +190,14 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path: Path, sig: signal
     with Server(Handler(delay=0.08)) as server:
         settings = config(tmp_path, server.url, connections=2)
         env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
-        job = subprocess.Popen([sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        job = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while len(server.handler.arrivals) < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -174,21 +216,49 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path: Path, sig: signal
 
 def test_proof_goes_to_the_given_addresses_only_and_leaves_the_ledger_alone(tmp_path: Path) -> None:
     draft = tmp_path / "2025-09.yaml"
-    draft.write_text(Path(SEPTEMBER).read_text(encoding="utf-8").replace("sections:\n", (
-        "sections:\n  - article:\n      heading: For Dudley only\n      body: Dudley colleagues only.\n"
-        "      audience: [dudley]\n"), 1).replace("status: approved", "status: draft"), encoding="utf-8")
+    draft.write_text(
+        Path(SEPTEMBER)
+        .read_text(encoding="utf-8")
+        .replace(
+            "sections:\n",
+            (
+                "sections:\n  - article:\n      heading: For Dudley only\n      body: Dudley colleagues only.\n"
+                "      audience: [dudley]\n"
+            ),
+            1,
+        )
+        .replace("status: approved", "status: draft"),
+        encoding="utf-8",
+    )
     with Server() as server:
         settings = config(tmp_path, server.url)
-        result = run("proof", str(draft), "--to", "editor@wmchildrensservices.org.uk", "--to",
-                     "colleague@wmchildrensservices.org.uk", "--config", str(settings))
+        result = run(
+            "proof",
+            str(draft),
+            "--to",
+            "editor@wmchildrensservices.org.uk",
+            "--to",
+            "colleague@wmchildrensservices.org.uk",
+            "--config",
+            str(settings),
+        )
         assert result.returncode == 0, result.stderr
-        one = run("proof", str(draft), "--to", "editor@wmchildrensservices.org.uk", "--authority", "walsall",
-                  "--config", str(settings))
+        one = run(
+            "proof",
+            str(draft),
+            "--to",
+            "editor@wmchildrensservices.org.uk",
+            "--authority",
+            "walsall",
+            "--config",
+            str(settings),
+        )
         assert one.returncode == 0, one.stderr
     arrivals = server.handler.arrivals
     # Two different variants (Dudley's, everyone else's) to two people, then Walsall's to one.
-    assert sorted(a.recipient for a in arrivals) == sorted(["editor@wmchildrensservices.org.uk"] * 3
-                                                           + ["colleague@wmchildrensservices.org.uk"] * 2)
+    assert sorted(a.recipient for a in arrivals) == sorted(
+        ["editor@wmchildrensservices.org.uk"] * 3 + ["colleague@wmchildrensservices.org.uk"] * 2
+    )
     assert all(re.match(r"\[PROOF: [^\]]+\] Regional Update", a.message["Subject"]) for a in arrivals)
     dudley = [a for a in arrivals if "Dudley colleagues only." in a.message.get_body(("plain",)).get_content()]
     assert len(dudley) == 2

@@ -18,6 +18,7 @@ from newsletter.new_issue import create
 
 # a line of a text block that looks like one of the section's own keys ---------------------------------------
 
+
 def test_audience_indented_into_the_body_is_a_warning(tmp_path: Path) -> None:
     sections = """\
         - article:
@@ -79,7 +80,10 @@ def test_prose_with_a_colon_is_not_taken_for_a_key(tmp_path: Path) -> None:
 
 # a weekend send date ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("send_on, day", [("2025-10-18", "Saturday 18 October 2025"), ("2025-10-19", "Sunday 19 October 2025")])
+
+@pytest.mark.parametrize(
+    "send_on, day", [("2025-10-18", "Saturday 18 October 2025"), ("2025-10-19", "Sunday 19 October 2025")]
+)
 def test_send_date_on_a_weekend_is_a_warning(tmp_path: Path, send_on: str, day: str) -> None:
     text, problems = warnings(tmp_path, "- article: {heading: News, body: Text.}", send_on=send_on)
     found = only(problems, "weekend")
@@ -93,6 +97,7 @@ def test_weekday_send_date_is_fine(tmp_path: Path) -> None:
 
 
 # the same address as an inline link and as a button or `links` entry ----------------------------------------
+
 
 def test_same_url_inline_and_as_a_link_field_is_a_warning(tmp_path: Path) -> None:
     sections = """\
@@ -111,8 +116,10 @@ def test_same_url_inline_and_as_a_link_field_is_a_warning(tmp_path: Path) -> Non
         """
     text, problems = warnings(tmp_path, sections)
     twice = [p for p in problems if "twice" in p.message]
-    assert [p.line for p in twice] == [line_of(text, "- {text: The practitioner survey"),
-                                       line_of(text, "booking: {text: Book the Participation")]
+    assert [p.line for p in twice] == [
+        line_of(text, "- {text: The practitioner survey"),
+        line_of(text, "booking: {text: Book the Participation"),
+    ]
     assert f"line {line_of(text, 'Please complete [the practitioner survey]')}" in twice[0].message
     assert f"line {line_of(text, '[Book the Participation Conference](')}" in twice[1].message
 
@@ -135,31 +142,46 @@ def test_same_url_in_different_sections_is_fine(tmp_path: Path) -> None:
 
 # "see attached" with nothing attached -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("words", ["Please find attached the dates for 2026.", "Please see attached the dates.",
-                                   "The programme is attached.", "See the attached flyer for details."])
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "Please find attached the dates for 2026.",
+        "Please see attached the dates.",
+        "The programme is attached.",
+        "See the attached flyer for details.",
+    ],
+)
 def test_see_attached_without_an_attachment_is_a_warning(tmp_path: Path, words: str) -> None:
-    text, problems = warnings(tmp_path, f"""\
+    text, problems = warnings(
+        tmp_path,
+        f"""\
         - article:
             heading: Dates
             body: |
               First paragraph.
 
               {words}
-        """)
+        """,
+    )
     found = only(problems, "attach")
     assert found.line == line_of(text, words)
 
 
 def test_attachment_theory_is_not_an_attachment(tmp_path: Path) -> None:
-    _, problems = warnings(tmp_path, """\
+    _, problems = warnings(
+        tmp_path,
+        """\
         - article:
             heading: Training
             body: Attachment-informed practice and attachment theory, with attached importance.
-        """)
+        """,
+    )
     assert not [p for p in problems if "attach" in p.message]
 
 
 # `new`: keep the layout, skip weekends, list what still names last month -----------------------------------
+
 
 def copy_drafts(tmp_path: Path) -> Path:
     drafts = tmp_path / "drafts"
@@ -182,7 +204,7 @@ def test_new_never_proposes_a_weekend(tmp_path: Path, authorities: dict) -> None
 def test_new_stays_in_its_month_when_the_friday_before_is_not(tmp_path: Path) -> None:
     drafts = tmp_path / "drafts"
     drafts.mkdir()
-    text = (DRAFTS[-1].read_text(encoding="utf-8").replace("send_on: 2025-09-19", "send_on: 2025-09-01"))
+    text = DRAFTS[-1].read_text(encoding="utf-8").replace("send_on: 2025-09-19", "send_on: 2025-09-01")
     (drafts / "2025-09.yaml").write_text(text, encoding="utf-8")
     made = create(drafts, "2025-11")  # 1 November 2025 is a Saturday; 31 October is the month before
     assert load_draft(made.path).issue.send_on == dt.date(2025, 11, 3)
@@ -193,10 +215,12 @@ def test_new_keeps_the_layout_byte_for_byte(tmp_path: Path) -> None:
     made = create(drafts)
     before = (drafts / "2025-09.yaml").read_text(encoding="utf-8").splitlines(keepends=True)
     after = made.path.read_text(encoding="utf-8").splitlines(keepends=True)
-    changed = {"issue: 2025-09\n": "issue: 2025-10\n", "status: approved\n": "status: draft\n",
-               "send_on: 2025-09-19\n": "send_on: 2025-10-17\n",
-               'subject: "Regional Update, September 2025: three Outstanding authorities and events"\n':
-               'subject: "Regional Update, October 2025: three Outstanding authorities and events"\n'}
+    changed = {
+        "issue: 2025-09\n": "issue: 2025-10\n",
+        "status: approved\n": "status: draft\n",
+        "send_on: 2025-09-19\n": "send_on: 2025-10-17\n",
+        'subject: "Regional Update, September 2025: three Outstanding authorities and events"\n': 'subject: "Regional Update, October 2025: three Outstanding authorities and events"\n',
+    }
     removed = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
         if op == "replace":
@@ -209,7 +233,8 @@ def test_new_keeps_the_layout_byte_for_byte(tmp_path: Path) -> None:
         "- title: Care Leavers Policy Workshop convened by the Rees Centre",
         '- title: "PWLE Seminar: Child contact problems and the Family Court"',
         '- title: "Inequality in the Workplace: What are we doing about it? What can be done?"',
-        "- title: Webinar on Parenting disabled children and young people and those with Special Educational Needs"]
+        "- title: Webinar on Parenting disabled children and young people and those with Special Educational Needs",
+    ]
     assert all(line.startswith("        - title: ") for line in after if "- title: " in line)
 
 
@@ -232,7 +257,7 @@ def test_new_writes_the_schema_line_first(tmp_path: Path) -> None:
     drafts = tmp_path / "drafts"
     drafts.mkdir()
     text = DRAFTS[-1].read_text(encoding="utf-8")
-    text = text[text.index("\n") + 1:] if text.startswith("# yaml-language-server:") else text
+    text = text[text.index("\n") + 1 :] if text.startswith("# yaml-language-server:") else text
     (drafts / "2025-09.yaml").write_text(text, encoding="utf-8")
     made = create(drafts)
     first, rest = made.path.read_text(encoding="utf-8").split("\n", 1)
@@ -249,13 +274,20 @@ def test_new_from_a_draft_with_flow_lists_still_works(tmp_path: Path, authoritie
     """Sessions written `[{...}, {...}]` cannot be cut line by line: the draft is re-written instead."""
     drafts = tmp_path / "drafts"
     drafts.mkdir()
-    (drafts / "2025-09.yaml").write_text(source("""\
+    (drafts / "2025-09.yaml").write_text(
+        source(
+            """\
         - article: {heading: News, body: Text.}
         - events:
             items:
               - title: Participation Conference
                 sessions: [{date: 2025-10-01}, {date: 2025-11-27}]
-        """, issue="2025-09", send_on="2025-09-19"), encoding="utf-8")
+        """,
+            issue="2025-09",
+            send_on="2025-09-19",
+        ),
+        encoding="utf-8",
+    )
     made = create(drafts)
     issue = load_draft(made.path, authorities).issue
     assert [s.date for s in issue.sections[1].items[0].sessions] == [dt.date(2025, 11, 27)]

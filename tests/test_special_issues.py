@@ -88,12 +88,24 @@ def test_issue_ids_a_month_or_a_month_and_a_name(value: str) -> None:
     assert issue.month_label == ("December 2025" if value.startswith("2025-12") else "April 2025")
 
 
-@pytest.mark.parametrize("value", ["2025-13", "2025-4", "2025-04-", "2025-04-Farewell", "2025-04_farewell",
-                                   "farewell", "2025-04--farewell", "2025-04-farewell edition"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-13",
+        "2025-4",
+        "2025-04-",
+        "2025-04-Farewell",
+        "2025-04_farewell",
+        "farewell",
+        "2025-04--farewell",
+        "2025-04-farewell edition",
+    ],
+)
 def test_other_issue_ids_are_refused_with_what_to_write(value: str, tmp_path: Path) -> None:
     draft = tmp_path / "special.yaml"
-    draft.write_text(FAREWELL.read_text(encoding="utf-8").replace("issue: 2025-04-farewell", f"issue: {value}"),
-                     encoding="utf-8")
+    draft.write_text(
+        FAREWELL.read_text(encoding="utf-8").replace("issue: 2025-04-farewell", f"issue: {value}"), encoding="utf-8"
+    )
     with pytest.raises(DraftError) as caught:
         load_draft(draft)
     (problem,) = [p for p in caught.value.problems if "issue" in p.message]
@@ -128,8 +140,12 @@ def test_contents_links_to_an_id_for_each_part(parts: tuple) -> None:
     (heading,) = [h for h in doc.iter("h2") if h.text_content() == "In this issue"]
     items = heading.getnext().findall("li")
     links = [(li.find("a").get("href"), li.find("a").text_content()) for li in items]
-    assert [t for _, t in links] == ["Goodbye from our Chair", "A thank-you from the Regional Team",
-                                     "Upcoming conferences and events", "Documents"]
+    assert [t for _, t in links] == [
+        "Goodbye from our Chair",
+        "A thank-you from the Regional Team",
+        "Upcoming conferences and events",
+        "Documents",
+    ]
     for href, title in links:
         assert href.startswith("#")
         (target,) = doc.xpath(f"//*[@id='{href[1:]}']")
@@ -144,8 +160,12 @@ def test_contents_true_false_or_automatic_for_a_long_issue() -> None:
     assert "In this issue" not in render(issue_from(contents=False), None).text
     short = issue_from(contents=None, attachments=None)
     assert len(short.sections) < CONTENTS_FROM and "In this issue" not in render(short, None).text
-    many = issue_from(contents=None, attachments=None, sections=TREE["sections"] + [
-        {"article": {"heading": f"News item {n}", "body": f"News number {n}."}} for n in range(CONTENTS_FROM - 3)])
+    many = issue_from(
+        contents=None,
+        attachments=None,
+        sections=TREE["sections"]
+        + [{"article": {"heading": f"News item {n}", "body": f"News number {n}."}} for n in range(CONTENTS_FROM - 3)],
+    )
     result = render(many, None)
     assert "In this issue" in result.text and "In this issue" in visible(result.html)
     assert f"#section-{CONTENTS_FROM}" in result.html
@@ -157,8 +177,11 @@ def test_contents_true_false_or_automatic_for_a_long_issue() -> None:
 def test_the_past_drafts_keep_their_layout_but_the_long_one_gets_contents(authorities: dict) -> None:
     from conftest import DRAFTS
 
-    found = {path.stem: "In this issue" in render(load_draft(path).issue, authorities["walsall"]).text
-             for path in DRAFTS if path.stem in ("2023-11", "2025-07", "2025-09")}
+    found = {
+        path.stem: "In this issue" in render(load_draft(path).issue, authorities["walsall"]).text
+        for path in DRAFTS
+        if path.stem in ("2023-11", "2025-07", "2025-09")
+    }
     assert found == {"2023-11": True, "2025-07": False, "2025-09": False}
 
 
@@ -176,22 +199,29 @@ def test_a_picture_sits_between_the_heading_and_the_body(parts: tuple) -> None:
     assert caption.text_content() == "Alison at the 2024 Team Excellence Awards"
     assert first.text_content().startswith("After six years as Chair")
     linked = doc.xpath("//img[@alt='The six members of the Regional Team outside the Council House']")[0]
-    assert linked.getparent().tag == "a" and linked.getparent().get("href") == "https://example.org/farewell/team-photos"
-    assert ("Goodbye from our Chair\n======================\n\n[Image: Alison Hinds speaking at the Team "
-            "Excellence Awards]\nAlison at the 2024 Team Excellence Awards\n\nAfter six years") in text
+    assert (
+        linked.getparent().tag == "a" and linked.getparent().get("href") == "https://example.org/farewell/team-photos"
+    )
+    assert (
+        "Goodbye from our Chair\n======================\n\n[Image: Alison Hinds speaking at the Team "
+        "Excellence Awards]\nAlison at the 2024 Team Excellence Awards\n\nAfter six years"
+    ) in text
     assert "[Image: The six members of the Regional Team outside the Council\nHouse] [2]" in text
 
 
 def test_a_picture_needs_its_alt_text(tmp_path: Path) -> None:
     draft = tmp_path / "special.yaml"
     source = FAREWELL.read_text(encoding="utf-8")
-    draft.write_text(source.replace("        alt: Alison Hinds speaking at the Team Excellence Awards\n", ""),
-                     encoding="utf-8")
+    draft.write_text(
+        source.replace("        alt: Alison Hinds speaking at the Team Excellence Awards\n", ""), encoding="utf-8"
+    )
     with pytest.raises(DraftError) as caught:
         load_draft(draft)
     assert [(p.line, "`alt`" in p.message) for p in caught.value.problems] == [(19, True)]
-    draft.write_text(source.replace("alt: Alison Hinds speaking at the Team Excellence Awards",
-                                    "alt: IMG_2041.jpg"), encoding="utf-8")
+    draft.write_text(
+        source.replace("alt: Alison Hinds speaking at the Team Excellence Awards", "alt: IMG_2041.jpg"),
+        encoding="utf-8",
+    )
     (warning,) = [p for p in check(load_draft(draft)) if "file name" in p.message]
     assert warning.line == 21
 
@@ -206,8 +236,10 @@ def test_a_sessions_note_is_under_its_session_in_both_parts(parts: tuple) -> Non
     assert lines[first + 1] == "Note: includes a ten-minute break"
     second = next(i for i, line in enumerate(lines) if line.startswith("When: Tuesday 6 May 2025"))
     assert lines[second + 1] == "Note: a shorter repeat of the morning session"
-    assert ("When: Tuesday 29 April 2025, 9:30am to 12:30pm\n  Note: includes a ten-minute break\n"
-            "  Add Tue 29 Apr to your calendar [4]\nWhere: The Studio, Birmingham\n") in text
+    assert (
+        "When: Tuesday 29 April 2025, 9:30am to 12:30pm\n  Note: includes a ten-minute break\n"
+        "  Add Tue 29 Apr to your calendar [4]\nWhere: The Studio, Birmingham\n"
+    ) in text
 
 
 # --- attachments -----------------------------------------------------------------------------------------
@@ -218,14 +250,19 @@ def test_attachments_are_linked_from_both_parts(parts: tuple) -> None:
     (heading,) = [h for h in doc.iter("h2") if h.text_content() == "Documents"]
     items = heading.getnext().findall("li")
     assert [normalise(li.text_content()) for li in items] == [
-        "Network meeting dates for 2025/26 (PDF)", "Regional Priority Plan 2025 to 2028 (PDF)"]
+        "Network meeting dates for 2025/26 (PDF)",
+        "Regional Priority Plan 2025 to 2028 (PDF)",
+    ]
     assert [li.find("a").get("href") for li in items] == [
         f"{ARCHIVE}/2025-04-farewell/2025-26-network-dates.pdf",
-        "https://example.org/farewell/regional-priority-plan.pdf"]
-    assert ("Documents\n=========\n\n• Network meeting dates for 2025/26 (PDF) [7]\n"
-            "• Regional Priority Plan 2025 to 2028 (PDF) [8]\n\n"
-            f"[7] {ARCHIVE}/2025-04-farewell/2025-26-network-dates.pdf\n"
-            "[8] https://example.org/farewell/regional-priority-plan.pdf\n") in text
+        "https://example.org/farewell/regional-priority-plan.pdf",
+    ]
+    assert (
+        "Documents\n=========\n\n• Network meeting dates for 2025/26 (PDF) [7]\n"
+        "• Regional Priority Plan 2025 to 2028 (PDF) [8]\n\n"
+        f"[7] {ARCHIVE}/2025-04-farewell/2025-26-network-dates.pdf\n"
+        "[8] https://example.org/farewell/regional-priority-plan.pdf\n"
+    ) in text
 
 
 def test_without_an_archive_a_file_is_named_but_not_linked_and_check_says_why(farewell: Issue) -> None:
@@ -258,16 +295,19 @@ def test_check_finds_a_missing_attachment_and_warns_over_10_mb(tmp_path: Path) -
     assert not [p for p in check(load_draft(FAREWELL)) if "network-dates" in p.message]
 
 
-@pytest.mark.parametrize(("attachment", "says"), [
-    ({"title": "Dates"}, "needs one of"),
-    ({"title": "Dates", "file": "dates.pdf", "url": "https://example.org/dates.pdf"}, "not both"),
-    ({"title": "Dates", "file": "../dates.pdf"}, "not a file in the draft's folder"),
-    ({"title": "Dates", "file": "/home/editor/dates.pdf"}, "not a file in the draft's folder"),
-    ({"title": "Dates", "file": "files\\dates.pdf"}, "not a file in the draft's folder"),
-    ({"title": "Dates", "file": "index.html"}, "replace the issue's own page"),
-    ({"title": "Dates", "url": "dates.pdf"}, "not a web address"),
-    ({"title": "Dates", "file": "dates.pdf", "size": 3}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    ("attachment", "says"),
+    [
+        ({"title": "Dates"}, "needs one of"),
+        ({"title": "Dates", "file": "dates.pdf", "url": "https://example.org/dates.pdf"}, "not both"),
+        ({"title": "Dates", "file": "../dates.pdf"}, "not a file in the draft's folder"),
+        ({"title": "Dates", "file": "/home/editor/dates.pdf"}, "not a file in the draft's folder"),
+        ({"title": "Dates", "file": "files\\dates.pdf"}, "not a file in the draft's folder"),
+        ({"title": "Dates", "file": "index.html"}, "replace the issue's own page"),
+        ({"title": "Dates", "url": "dates.pdf"}, "not a web address"),
+        ({"title": "Dates", "file": "dates.pdf", "size": 3}, "unknown key"),
+    ],
+)
 def test_attachments_that_cannot_be_published_are_refused(attachment: dict, says: str, tmp_path: Path) -> None:
     data = copy.deepcopy(TREE)
     data["attachments"] = [attachment]
@@ -293,7 +333,8 @@ def test_the_archive_publishes_attachments_beside_the_issue(farewell: Issue, tmp
     folder = out / "2025-04-farewell"
     assert page.folder == "2025-04-farewell/"
     assert (folder / "2025-26-network-dates.pdf").read_bytes() == (
-        FAREWELL.parent / "files" / "2025-26-network-dates.pdf").read_bytes()
+        FAREWELL.parent / "files" / "2025-26-network-dates.pdf"
+    ).read_bytes()
     assert "2025-26-network-dates.pdf" in page.files
     doc = lxml.html.parse(str(folder / "index.html")).getroot()
     hrefs = doc.xpath("//a/@href")

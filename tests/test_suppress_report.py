@@ -19,10 +19,17 @@ SEPTEMBER = str(DRAFTS[-1])
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "newsletter.toml"
     if not config.exists():
-        config.write_text(f'ledger = "{tmp_path / "ledger.db"}"\nrecipients = "{ROOT / "recipients"}"\n',
-                          encoding="utf-8")
-    return subprocess.run([sys.executable, "-m", "newsletter", *args, "--config", str(config)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+        config.write_text(
+            f'ledger = "{tmp_path / "ledger.db"}"\nrecipients = "{ROOT / "recipients"}"\n', encoding="utf-8"
+        )
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args, "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def test_suppress_add_list_remove(tmp_path: Path) -> None:
@@ -67,13 +74,19 @@ def test_report_lists_bounces_and_unsubscribes_since_the_last_issue(tmp_path: Pa
     assert files == ["2025-09-dudley-remove.csv", "2025-09-walsall-remove.csv"]
     with (out / "2025-09-walsall-remove.csv").open(encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["email"], r["what"]) for r in rows] == [("w0@walsall.example.org", "hard bounce"),
-                                                        ("w1@walsall.example.org", "unsubscribed")]
+    assert [(r["email"], r["what"]) for r in rows] == [
+        ("w0@walsall.example.org", "hard bounce"),
+        ("w1@walsall.example.org", "unsubscribed"),
+    ]
     assert rows[0]["name"] == "Walsall 0" and rows[0]["reason"] == "550 5.1.1 user unknown"
     with (out / "2025-09-dudley-remove.csv").open(encoding="utf-8-sig") as handle:
         assert [(r["email"], r["what"]) for r in csv.DictReader(handle)] == [("d2@dudley.example.org", "soft bounce")]
-    cells = {row[0]: row[1:4] for row in (
-        [c.strip() for c in line.split("│")[1:-1]] for line in result.stdout.splitlines() if line.startswith("│"))}
+    cells = {
+        row[0]: row[1:4]
+        for row in (
+            [c.strip() for c in line.split("│")[1:-1]] for line in result.stdout.splitlines() if line.startswith("│")
+        )
+    }
     assert cells["Walsall Council"] == ["3", "1", "1"]  # sent this issue, bounced, unsubscribed
     assert cells["Dudley Metropolitan Borough Council"] == ["3", "1", "0"]
     assert cells["Coventry City Council"] == ["0", "0", "0"]

@@ -60,14 +60,22 @@ def test_two_readers_get_different_tokens_and_neither_reads_as_the_other() -> No
     assert read_token(two, SECRET)[0] == "bob@walsall.example.org"
 
 
-@pytest.mark.parametrize("kind", ["other secret", "tampered", "truncated", "empty", "garbage", "non-ascii",
-                                  "dots", "wrong version"])
+@pytest.mark.parametrize(
+    "kind", ["other secret", "tampered", "truncated", "empty", "garbage", "non-ascii", "dots", "wrong version"]
+)
 def test_bad_tokens_are_refused(kind: str) -> None:
     good = make_token(READER, LIST_ID, SECRET)
     flipped = good[:40] + ("A" if good[40] != "A" else "B") + good[41:]
-    token = {"other secret": make_token(READER, LIST_ID, "guess"), "tampered": flipped, "truncated": good[:-5],
-             "empty": "", "garbage": "not-a-token!", "non-ascii": good[:-1] + "é", "dots": "a.b.c",
-             "wrong version": "B" + good[1:]}[kind]
+    token = {
+        "other secret": make_token(READER, LIST_ID, "guess"),
+        "tampered": flipped,
+        "truncated": good[:-5],
+        "empty": "",
+        "garbage": "not-a-token!",
+        "non-ascii": good[:-1] + "é",
+        "dots": "a.b.c",
+        "wrong version": "B" + good[1:],
+    }[kind]
     with pytest.raises(BadToken, match="invalid"):
         read_token(token, SECRET)
 
