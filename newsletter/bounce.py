@@ -113,7 +113,8 @@ SOFT_WORDS = re.compile(
     r"(?:local|security|content|sender) policy|policy (?:reasons|violation|restriction)|due to policy|"
     # the receiving system, the network, loops, time
     r"temporar|try again later|host not found, try again|name service error|retry|deferred|greylist|"
-    r"too many (?:connections|messages|hops)|rate limit|looping|mail loop|loop detected|command died|while being processed|try to resend|"
+    r"too many (?:connections|messages|hops)|rate limit|looping|mail loop|loop detected|command died|"
+    r"while being processed|try to resend|"
     r"timed? ?out|not (?:reachable|responding)|did not respond|no answer from host|(?:can't|could not|unable to) "
     r"connect|connection (?:refused|failed|lost)|unavailable or busy|server busy|queue too long|queue period|"
     r"aborted after|failed \d+ attempts|after \d+ attempt",
@@ -296,10 +297,7 @@ def _dsn_failures(msg: email.message.Message) -> tuple[list[Failure], list[str]]
             kind = "soft" if what == "delayed" else _failed_kind(status, said, functools.partial(beside, address))
             if not said and what == "failed" and (not status or status.endswith(".0.0")):
                 said = _reason_from_text(beside(address))  # the notice said what the report did not
-            if status and status in said:
-                reason = said
-            else:
-                reason = " ".join(x for x in (status, said or what) if x)
+            reason = said if status and status in said else " ".join(x for x in (status, said or what) if x)
             failures.append(
                 Failure(
                     address,

@@ -122,7 +122,7 @@ def _named(issue: Issue) -> list[tuple[str, Event, Session]]:
             continue
         times = [pairs[i][1].start.strftime("%H%M") if pairs[i][1].start else "all-day" for i in members]
         suffixes = times if len(set(times)) == len(times) else [str(n) for n in range(1, len(members) + 1)]
-        for i, suffix in zip(members, suffixes):
+        for i, suffix in zip(members, suffixes, strict=True):
             names[i] = f"{name}-{suffix}"
     seen: set[str] = set()
     for i, name in enumerate(names):  # a belt-and-braces pass: never hand out one name twice
@@ -131,7 +131,7 @@ def _named(issue: Issue) -> list[tuple[str, Event, Session]]:
             candidate, n = f"{name}-{n}", n + 1
         seen.add(candidate)
         names[i] = candidate
-    return [(f"{name}.ics", event, session) for name, (event, session) in zip(names, pairs)]
+    return [(f"{name}.ics", event, session) for name, (event, session) in zip(names, pairs, strict=True)]
 
 
 def _filename_of(issue: Issue, event: Event, session: Session) -> str:
@@ -152,11 +152,11 @@ def _times(event: Event, session: Session) -> tuple[dt.date | dt.datetime, dt.da
         end = dt.datetime.combine(session.date, session.end, tzinfo=LONDON)
     else:
         # One hour of elapsed time: arithmetic on aware datetimes with one tzinfo is wall-clock time.
-        end = (start.astimezone(dt.timezone.utc) + DEFAULT_LENGTH).astimezone(LONDON)
+        end = (start.astimezone(dt.UTC) + DEFAULT_LENGTH).astimezone(LONDON)
         if end.replace(fold=0).utcoffset() != end.utcoffset():
             # The second 01:xx of the October change: TZID local time cannot say which one, so UTC.
-            end = end.astimezone(dt.timezone.utc)
-    if end.astimezone(dt.timezone.utc) <= start.astimezone(dt.timezone.utc):
+            end = end.astimezone(dt.UTC)
+    if end.astimezone(dt.UTC) <= start.astimezone(dt.UTC):
         raise ValueError(
             f"{event.title!r} on {session.date}: the session ends ({session.end:%H:%M}) "
             f"before it starts ({session.start:%H:%M})"
@@ -211,7 +211,7 @@ def _correct_onsets(vtimezone: Timezone, zone: ZoneInfo) -> None:
 def _change(zone: ZoneInfo, onset: dt.datetime, before: dt.timedelta, after: dt.timedelta) -> dt.datetime:
     """The local time, read with the offset `before`, at which `zone` goes from `before` to `after`
     within three hours either side of `onset`; `onset` itself if there is no such change."""
-    utc = (onset - before).replace(tzinfo=dt.timezone.utc)
+    utc = (onset - before).replace(tzinfo=dt.UTC)
     step = dt.timedelta(minutes=1)
     instant = utc - dt.timedelta(hours=3)
     while instant <= utc + dt.timedelta(hours=3):
@@ -228,7 +228,7 @@ def _ics(issue: Issue, event: Event, session: Session, filename: str, settings: 
     booking = session.booking or event.booking
     vevent = VEvent.new(
         uid=f"{filename.removesuffix('.ics')}@{settings.list.domain}",
-        stamp=dt.datetime.combine(issue.send_on, dt.time(0), tzinfo=dt.timezone.utc),
+        stamp=dt.datetime.combine(issue.send_on, dt.time(0), tzinfo=dt.UTC),
         summary=event.title,
         description=_description(event, session, venue, online),
         location=venue or online,

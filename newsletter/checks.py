@@ -393,7 +393,7 @@ def check_weekdays(draft: Draft) -> Iterator[Problem]:
                 month = _MONTH_WORDS[match["month"].lower()]
                 year = int(match["year"]) if match["year"] else guess_year(draft.issue.month, month)
                 day = int(match["day"])
-                where = dict(offset=match.start(), found=match.group().split("\n")[0])
+                where = {"offset": match.start(), "found": match.group().split("\n")[0]}
                 try:
                     date = dt.date(year, month, day)
                 except ValueError:
@@ -492,7 +492,7 @@ def _is_address(text: str) -> bool:
 def check_link_text(draft: Draft) -> Iterator[Problem]:
     """Link words that say nothing out of context ("click here"), or a bare web address."""
     for link in anchors(draft):
-        where = dict(offset=link.offset, found=link.found)
+        where = {"offset": link.offset, "found": link.found}
         if not link.text.strip():
             yield draft.problem(
                 link.path,
@@ -591,7 +591,7 @@ def check_link_scheme(draft: Draft) -> Iterator[Problem]:
         if is_placeholder(url.url):
             continue  # the placeholder warning already asks for the real address
         scheme = urlsplit(url.url.strip()).scheme.lower()
-        where = dict(offset=url.offset, found=url.found)
+        where = {"offset": url.offset, "found": url.found}
         if scheme == "http":
             yield draft.problem(url.path, "this link starts with http://: use the https:// address", **where)
         elif not scheme:

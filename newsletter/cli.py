@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -87,7 +87,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = None,
 ) -> None:
     """A network's email newsletter: check, render and send an issue to every member's list."""
@@ -252,7 +252,7 @@ def content_warnings(
 def render_command(
     draft: Annotated[Path, typer.Argument(help="Draft YAML file.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for email.html and email.txt.")],
-    authority: Annotated[Optional[str], typer.Option("--authority", help="Render this authority's variant.")] = None,
+    authority: Annotated[str | None, typer.Option("--authority", help="Render this authority's variant.")] = None,
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Write the HTML and text parts of one variant of the issue."""
@@ -279,15 +279,13 @@ def render_command(
 
 @app.command()
 def send(
-    drafts: Annotated[Optional[list[Path]], typer.Argument(help="The approved draft to send.")] = None,
-    authority: Annotated[
-        Optional[list[str]], typer.Option("--authority", help="Only these authorities' lists.")
-    ] = None,
+    drafts: Annotated[list[Path] | None, typer.Argument(help="The approved draft to send.")] = None,
+    authority: Annotated[list[str] | None, typer.Option("--authority", help="Only these authorities' lists.")] = None,
     transport: Annotated[
-        Optional[str], typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")
+        str | None, typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")
     ] = None,
-    rate: Annotated[Optional[float], typer.Option("--rate", help="Messages per minute the relay allows.")] = None,
-    connections: Annotated[Optional[int], typer.Option("--connections", help="SMTP connections at once.")] = None,
+    rate: Annotated[float | None, typer.Option("--rate", help="Messages per minute the relay allows.")] = None,
+    connections: Annotated[int | None, typer.Option("--connections", help="SMTP connections at once.")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try the failed recipients again.")] = False,
     due: Annotated[
         bool, typer.Option("--due", help="Send the approved issue in drafts/ whose send date has just come (for cron).")
@@ -835,9 +833,9 @@ def preview(
 def proof(
     draft: Annotated[Path, typer.Argument(help="The draft to proof.")],
     to: Annotated[list[str], typer.Option("--to", help="Send the proof to this address (repeat for more).")],
-    authority: Annotated[Optional[str], typer.Option("--authority", help="Only this authority's variant.")] = None,
+    authority: Annotated[str | None, typer.Option("--authority", help="Only this authority's variant.")] = None,
     transport: Annotated[
-        Optional[str], typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")
+        str | None, typer.Option("--transport", help="outbox:DIR, smtp://host:port or smtps://host:port")
     ] = None,
     config: Config = Path("newsletter.toml"),
 ) -> None:
@@ -890,7 +888,7 @@ def _distinct_variants(issue: Issue, known: dict[str, Authority]) -> list[Author
 
 @app.command()
 def new(
-    month: Annotated[Optional[str], typer.Argument(help="The new issue's month, like 2025-10 (default: next).")] = None,
+    month: Annotated[str | None, typer.Argument(help="The new issue's month, like 2025-10 (default: next).")] = None,
     drafts: Annotated[Path, typer.Option("--drafts", help="The drafts folder.")] = Path("drafts"),
 ) -> None:
     """Start next month's draft from the latest one."""
@@ -918,7 +916,7 @@ def new(
 @app.command()
 def schema(
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Write the JSON Schema to this file (default: print it).")
+        Path | None, typer.Option("--out", help="Write the JSON Schema to this file (default: print it).")
     ] = None,
 ) -> None:
     """The JSON Schema of a draft, for editors whose YAML editor completes keys and flags mistakes as they type."""
@@ -1051,11 +1049,11 @@ def report_command(
 @app.command()
 def inbox(
     source: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--source", help="imaps://host, imap://host, maildir:DIR or mbox:FILE (default: [inbox] url)."),
     ] = None,
-    folder: Annotated[Optional[str], typer.Option("--folder", help="The folder to read.")] = None,
-    processed: Annotated[Optional[str], typer.Option("--processed", help="Where understood mail is moved.")] = None,
+    folder: Annotated[str | None, typer.Option("--folder", help="The folder to read.")] = None,
+    processed: Annotated[str | None, typer.Option("--processed", help="Where understood mail is moved.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")] = False,
     config: Config = Path("newsletter.toml"),
 ) -> None:
@@ -1107,14 +1105,12 @@ def _print_inbox(done: InboxReport) -> None:
 @app.command()
 def init(
     folder: Annotated[Path, typer.Argument(help="The new deployment's folder (made if need be).")],
-    title: Annotated[
-        Optional[str], typer.Option("--title", help='The newsletter\'s name, like "Monthly Update".')
-    ] = None,
+    title: Annotated[str | None, typer.Option("--title", help='The newsletter\'s name, like "Monthly Update".')] = None,
     network: Annotated[
-        Optional[str], typer.Option("--network", help='The network\'s name, as in "a member of the ...".')
+        str | None, typer.Option("--network", help='The network\'s name, as in "a member of the ...".')
     ] = None,
     domain: Annotated[
-        Optional[str], typer.Option("--domain", help="Your domain: addresses, Message-IDs, List-Id.")
+        str | None, typer.Option("--domain", help="Your domain: addresses, Message-IDs, List-Id.")
     ] = None,
 ) -> None:
     """Start a newsletter for your own network: settings, two example members, a first draft. Never overwrites."""

@@ -24,7 +24,7 @@ import re
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -304,18 +304,14 @@ class ImapSource(Source):
         imap, self.imap = self.imap, None
         if imap is None:
             return
-        try:
+        with suppress(OSError, imaplib.IMAP4.error):
             imap.logout()  # LOGOUT, never CLOSE: CLOSE would expunge others' deleted messages
-        except (OSError, imaplib.IMAP4.error):
-            pass
 
     def _abandon(self) -> None:
         imap, self.imap = self.imap, None
         if imap is not None:
-            try:
+            with suppress(OSError):
                 imap.shutdown()
-            except OSError:
-                pass
 
     def _connected(self) -> imaplib.IMAP4:
         if self.imap is None:

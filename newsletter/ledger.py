@@ -239,8 +239,9 @@ class Ledger:
             if not claimed:
                 self.db.execute(
                     "UPDATE deliveries SET status = 'failed', updated = ?, reply = 'suppressed: ' || "
-                    "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) WHERE issue = ? AND email = ? "
-                    "AND status IN ('pending', 'deferred') AND email IN (SELECT email FROM suppressions)",
+                    "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) "
+                    "WHERE issue = ? AND email = ? AND status IN ('pending', 'deferred') "
+                    "AND email IN (SELECT email FROM suppressions)",
                     (now, issue, email),
                 )
         return claimed

@@ -11,7 +11,7 @@ import calendar
 import datetime as dt
 import difflib
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -275,7 +275,7 @@ def _section(value: Any) -> Any:
     return {**body, "kind": kind}
 
 
-Section = Annotated[Union[Letter, Article, Events, Image], Field(discriminator="kind"), BeforeValidator(_section)]
+Section = Annotated[Letter | Article | Events | Image, Field(discriminator="kind"), BeforeValidator(_section)]
 
 
 ISSUE_ID = r"^\d{4}-(0[1-9]|1[0-2])(-[a-z0-9]+)*$"

@@ -152,10 +152,10 @@ class Handler(BaseHTTPRequestHandler):
     server: PreviewServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the name http.server gives it
         return None  # the terminal is the editor's: keep it quiet
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if not self._addressed_to_us():
             return self._send(
                 HTTPStatus.FORBIDDEN,

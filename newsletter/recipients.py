@@ -388,7 +388,8 @@ def _columns(cells: list[str], row: int) -> _Columns:
             columns.unheaded.add(index)
         elif key in keys:
             columns.warnings.append(
-                f"two columns are headed `{heading}`: only the first is used, so rename or remove column {_letter(index)}"
+                f"two columns are headed `{heading}`: only the first is used, "
+                f"so rename or remove column {_letter(index)}"
             )
         else:
             keys.add(key)
@@ -415,7 +416,10 @@ def _read(path: Path, authority: str) -> Iterator[tuple[int, Recipient | RowProb
         return
     with binary:
         if binary.read(4).startswith(_WORKBOOK_MAGIC):
-            message = f"this is an Excel workbook saved with a .csv name, not a CSV file: open it in Excel and save it as {_CSV_UTF8}"
+            message = (
+                "this is an Excel workbook saved with a .csv name, not a CSV file: "
+                f"open it in Excel and save it as {_CSV_UTF8}"
+            )
             yield 0, RowProblem(path, 0, message), False
             return
         binary.seek(0)
@@ -518,7 +522,10 @@ def _recipient(
     if columns.name is not None:
         name = _clean(raw_name)
         if "\r" in raw_name or "\n" in raw_name:
-            message = f"the name was on more than one line in its cell, so the lines were joined: `{_show(name)}`; check it reads right"
+            message = (
+                f"the name was on more than one line in its cell, so the lines were joined: `{_show(name)}`; "
+                "check it reads right"
+            )
             yield row, RowProblem(path, row, message, "warning"), False
     else:
         name = _clean(f"{cell(columns.first)} {cell(columns.last)}")

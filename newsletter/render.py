@@ -326,8 +326,10 @@ def _template_problems(settings: Settings, issue: Issue | None, problem: Callabl
         everyone = render(issue, None, web=Web(files=""), archive=True, settings=settings, members=2)
     except (jinja2.TemplateError, RenderError) as exc:
         return [*problems, problem("templates_dir", f"the templates in {folder} do not render: {exc}")]
-    for what in _missing(issue, member, everyone, settings):
-        problems.append(problem("templates_dir", f"the templates in {folder} leave out {what}: every copy needs it"))
+    problems.extend(
+        problem("templates_dir", f"the templates in {folder} leave out {what}: every copy needs it")
+        for what in _missing(issue, member, everyone, settings)
+    )
     return problems
 
 

@@ -77,7 +77,7 @@ def exclusive(ledger_path: Path) -> Iterator[None]:
     """
     real = ledger_path.resolve()
     try:
-        handle = open(f"{real}.lock", "w")
+        handle = open(f"{real}.lock", "w")  # noqa: SIM115 - closed by the `with` below; only open's error is ours
     except OSError as exc:
         raise JobError(
             f"cannot lock the ledger {ledger_path}: {exc.strerror or exc} (is its folder writable?)"
@@ -143,10 +143,10 @@ def due_issue(
             )
         else:
             due.append(issue)
-    for issue in due[:-1]:
-        passed_over.append(
-            (issue, f"issue {due[-1].issue} is due too and is newer; send this one by name if you mean it")
-        )
+    passed_over.extend(
+        (issue, f"issue {due[-1].issue} is due too and is newer; send this one by name if you mean it")
+        for issue in due[:-1]
+    )
     return (due[-1] if due else None), passed_over
 
 
@@ -228,7 +228,7 @@ class Job:
         except* asyncio.CancelledError:
             if not self.cancelled:
                 raise
-        except* Exception as group:  # a bug or a broken disk: one line, never a hang
+        except* Exception as group:  # noqa: BLE001 - a bug or a broken disk: one line, never a hang
             raise JobError(f"the send stopped: {_describe(group.exceptions[0])}") from None
         return self.outcome
 

@@ -7,6 +7,7 @@ message at a time; a transport answers with a `Result` and never raises for a re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import mailbox
@@ -92,7 +93,7 @@ class Smtp(Transport):
             port = parts.port
         except ValueError:
             port = 0
-        if port == 0 or port is None and parts.netloc.endswith(":"):
+        if port == 0 or (port is None and parts.netloc.endswith(":")):
             raise TransportError(f"`{url}` has no valid port: use a number from 1 to 65535, like smtp://host:587")
         self.port = port or (465 if self.implicit_tls else 587)
         self.username = settings.username or (unquote(parts.username) if parts.username else None)
@@ -213,10 +214,8 @@ class Smtp(Transport):
             if response.code != 250:
                 raise aiosmtplib.SMTPDataError(response.code, response.message)
         except (aiosmtplib.SMTPResponseException, ValueError):  # ValueError: an address unsafe on a command line
-            try:
+            with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
                 await client.rset()  # as sendmail does: leave no half-open envelope for the next message
-            except (ConnectionError, aiosmtplib.SMTPResponseException):
-                pass
             raise
         return response.message
 

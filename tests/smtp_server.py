@@ -45,7 +45,7 @@ class Handler:
         steps = self.script.get(address.lower())
         return steps.pop(0) if steps else "ok"
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd calls handlers by these names
         self.attempts[address.lower()] += 1
         action = self._next(address)
         session.pending = getattr(session, "pending", {})
@@ -58,7 +58,7 @@ class Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd calls handlers by these names
         actions = [session.pending.pop(r.lower(), "ok") for r in envelope.rcpt_tos]
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -94,7 +94,7 @@ class Logins:
         self.accept = accept
         self.tried = 0
 
-    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         self.tried += 1
         return AuthResult(success=self.tried <= self.accept, handled=False)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from conftest import DRAFTS
-from test_render import OWN_TEMPLATES
 
+from conftest import DRAFTS
 from newsletter.load import load_draft
 from newsletter.render import Web, render
+from test_render import OWN_TEMPLATES
 
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 SPECIAL = Path(__file__).resolve().parent / "fixtures" / "special" / "2025-04-farewell.yaml"

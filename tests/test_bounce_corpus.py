@@ -85,7 +85,7 @@ def test_the_corpus_through_the_inbox(tmp_path: Path) -> None:
     with ledger:
         report = process(MaildirSource(tmp_path / "inbox"), ledger, "secret", "list.example.org")
         assert ledger.suppressed() == by_kind["hard"]
-        recorded = {e: k for e, k in ledger.db.execute("SELECT email, kind FROM bounces")}
+        recorded = dict(ledger.db.execute("SELECT email, kind FROM bounces"))
     assert set(recorded) == by_kind["hard"] | by_kind["soft"]
     assert {e for e, k in recorded.items() if k == "soft"} == by_kind["soft"] - by_kind["hard"]
     # A warning alone records nothing.
@@ -116,10 +116,7 @@ def global_dsn(
         .replace("\n", "\r\n")
         .encode()
     )
-    if encoding == "base64":
-        body = base64.encodebytes(fields)
-    else:
-        body = fields
+    body = base64.encodebytes(fields) if encoding == "base64" else fields
     head = f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
 To: bounces@{DOMAIN}
 Subject: Undelivered Mail Returned to Sender
@@ -151,7 +148,7 @@ Message-ID: {OUR_ID}
 
 
 @pytest.mark.parametrize(
-    "fields, address",
+    ("fields", "address"),
     [
         ("Final-Recipient: rfc822; plain.reader@example.org", "plain.reader@example.org"),
         (
@@ -160,7 +157,8 @@ Message-ID: {OUR_ID}
         ),
         ("Final-Recipient: utf-8; jürgen.müller@bücher.example", "jürgen.müller@bücher.example"),
         (
-            "Original-Recipient: utf-8; j\\x{FC}rgen@b\\x{FC}cher.example\nFinal-Recipient: utf-8; jürgen@bücher.example",
+            "Original-Recipient: utf-8; j\\x{FC}rgen@b\\x{FC}cher.example\n"
+            "Final-Recipient: utf-8; jürgen@bücher.example",
             "jürgen@bücher.example",
         ),
         ("Final-Recipient: utf-8; 用户@例子.广告", "用户@例子.广告"),
@@ -226,12 +224,13 @@ def dsn(fields: str, notice: str = "Delivery failed.") -> bytes:
 
 
 @pytest.mark.parametrize(
-    "status, diagnostic, kind",
+    ("status", "diagnostic", "kind"),
     [
         ("5.0.0", "smtp; 550 5.7.1 Message rejected as spam", "soft"),
         (
             "5.0.0",
-            "smtp; 550-5.7.1 [192.0.2.1] Our system has detected\r\n    550 5.7.1 that this message is likely unsolicited",
+            "smtp; 550-5.7.1 [192.0.2.1] Our system has detected\r\n"
+            "    550 5.7.1 that this message is likely unsolicited",
             "soft",
         ),
         ("5.0.0", "smtp; 550 5.1.1 <x@example.org>: user unknown", "hard"),
@@ -277,7 +276,7 @@ def test_wrapped_wording_in_a_plain_notice(said: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "action, kind",
+    ("action", "kind"),
     [
         ("failed", "hard_bounce"),
         ("failure", "hard_bounce"),

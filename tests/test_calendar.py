@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,7 @@ from newsletter.model import Issue
 ROOT = Path(__file__).resolve().parent.parent
 DRAFTS = sorted((ROOT / "drafts").glob("*.yaml"))
 LONDON = ZoneInfo("Europe/London")
-UTC = timezone.utc
+UTC = UTC
 BOOKING = {"text": "Book a place", "url": "https://example.org/book"}
 
 
@@ -177,7 +177,7 @@ def test_all_day_session_has_dates_and_ends_the_next_day():
 
 
 def test_end_before_start_is_refused():
-    with pytest.raises(ValueError, match="ends .* before it starts"):
+    with pytest.raises(ValueError, match=r"ends .* before it starts"):
         entries(
             make_issue(events({"title": "Typo", "sessions": [{"date": "2025-10-15", "start": "10:00", "end": "2:00"}]}))
         )
@@ -257,7 +257,7 @@ def test_calendar_properties():
     assert calendar["CALSCALE"] == "GREGORIAN"
     event = calendar.events[0]
     assert event["SUMMARY"] == "PWLE Seminar: Child contact problems and the Family Court"
-    assert event.DTSTAMP == datetime(2025, 9, 19, 0, 0, tzinfo=UTC)  # from send_on: reproducible
+    assert datetime(2025, 9, 19, 0, 0, tzinfo=UTC) == event.DTSTAMP  # from send_on: reproducible
     assert b"DTSTAMP:20250919T000000Z\r\n" in entry.data
     assert event["UID"] == "2025-09-pwle-seminar-child-contact-problems-2025-10-15@wmchildrensservices.org.uk"
     assert entry.filename == "2025-09-pwle-seminar-child-contact-problems-2025-10-15.ics"
@@ -356,7 +356,8 @@ def test_no_booking_link_means_no_url():
 def test_lines_are_crlf_and_folded_at_75_octets():
     entry, calendar = one(
         {
-            "title": "Recognising Autism in Children and Young People – Practitioner Perspective with a very long title",
+            "title": "Recognising Autism in Children and Young People – Practitioner Perspective "
+            "with a very long title",
             "venue": "Children’s Centre, Wolverhampton — the café upstairs",
             "booking": {"text": "Book", "url": "https://example.org/" + "a" * 150},
             "about": "Naïve café résumé — “quotes” and ‘apostrophes’ in a paragraph that is far longer than "

@@ -17,17 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from smtp_server import Handler, Logins, Server
-from test_inbox import FIXTURES, unsubscribe_message
-from test_send_cli import SEPTEMBER, everyone
-from test_unattended import draft_for
 
+from conftest import ROOT
 from newsletter.config import load_settings
 from newsletter.ledger import Ledger
 from newsletter.load import load_draft
 from newsletter.recipients import load_authorities
 from newsletter.send import exclusive, queue_recipients
+from smtp_server import Handler, Logins, Server
+from test_inbox import FIXTURES, unsubscribe_message
+from test_send_cli import SEPTEMBER, everyone
+from test_unattended import draft_for
 
 TODAY = dt.date.today()
 MONTH = f"{TODAY:%Y-%m}"

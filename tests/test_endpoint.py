@@ -21,9 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import DRAFTS, ROOT
-from smtp_server import free_port
 
+from conftest import DRAFTS, ROOT
 from newsletter.config import Settings
 from newsletter.endpoint import create_app
 from newsletter.ledger import Ledger
@@ -32,12 +31,13 @@ from newsletter.recipients import gather
 from newsletter.send import Job, queue_recipients
 from newsletter.transport import opener
 from newsletter.unsubscribe import MAX_AGE, make_token
+from smtp_server import free_port
 
 SECRET = "endpoint-secret"
 LIST_ID = "regional-update.wmchildrensservices.org.uk"
 
 
-@pytest.fixture()
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.model_validate(
         {
@@ -64,7 +64,7 @@ def running(app: object) -> Iterator[str]:
     thread.join(10)
 
 
-@pytest.fixture()
+@pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
     with running(create_app(settings, SECRET)) as url:
         yield url

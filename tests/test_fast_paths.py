@@ -236,7 +236,7 @@ def test_dot_stuffing_is_what_aiosmtplib_sends() -> None:
 
     asyncio.run(main())
     assert len(received) == len(messages)
-    for data, (mail, payload) in zip(messages, received):
+    for data, (mail, payload) in zip(messages, received, strict=True):
         wire, size = _wire(data)
         assert payload == wire, data
         assert mail.rstrip(b"\r\n").lower().endswith(f" size={size}".encode()), (data, mail)

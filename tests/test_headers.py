@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import DRAFTS
 
+from conftest import DRAFTS
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.ledger import Row

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import lxml.html
 import pytest
+
 from conftest import DRAFTS, ROOT
 from content import normalise, sentences
-
 from newsletter.archive import build
 from newsletter.calendar import entries
 from newsletter.config import Settings, load_settings
@@ -128,7 +128,7 @@ def northshire(**changes: object) -> Settings:
     return Settings.model_validate(data)
 
 
-@pytest.fixture()
+@pytest.fixture
 def draft(tmp_path: Path) -> Path:
     path = tmp_path / "drafts" / "2025-10.yaml"
     path.parent.mkdir()

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from conftest import ROOT
 from pydantic import BaseModel
 
+from conftest import ROOT
 from newsletter.checks import check
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError, OutputError
@@ -127,7 +127,7 @@ def test_every_setting_is_in_the_starter_file_with_a_comment(tmp_path: Path) -> 
     text = (tmp_path / "newsletter.toml").read_text(encoding="utf-8")
     tomllib.loads(text)
     tables = re.split(r"^\[([a-z_.]+)\]", text, flags=re.MULTILINE)
-    sections = {"": tables[0], **dict(zip(tables[1::2], tables[2::2]))}
+    sections = {"": tables[0], **dict(zip(tables[1::2], tables[2::2], strict=True))}
     missing = []
     for name, section in _keys(Settings).items():
         if section is None:

@@ -301,7 +301,7 @@ sections:
 
 
 @pytest.mark.parametrize(
-    "bad, line, words",
+    ("bad", "line", "words"),
     [
         (OUTDENTED, 9, "this line is indented less than the lines above it"),
         (

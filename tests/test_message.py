@@ -8,10 +8,10 @@ import email.policy
 
 import dkim
 import pytest
-from conftest import DRAFTS
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from conftest import DRAFTS
 from newsletter.config import Settings
 from newsletter.load import load_draft
 from newsletter.message import Composer

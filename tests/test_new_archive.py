@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import lxml.html
-from conftest import DRAFTS, ROOT
 from icalendar import Calendar
 
+from conftest import DRAFTS, ROOT
 from newsletter.load import load_draft
 
 

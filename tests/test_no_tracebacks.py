@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
 from test_send_cli import SEPTEMBER, config, run
 

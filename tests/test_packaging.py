@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
 
 SOURCES = ["pyproject.toml", "README.md", "newsletter", "templates"]

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DRAFTS
 
+from conftest import DRAFTS
 from newsletter.preview import PreviewServer, State, serve
 
 SEPTEMBER = DRAFTS[-1]
 
 
-@pytest.fixture()
+@pytest.fixture
 def preview(tmp_path: Path, authorities: dict) -> Iterator[tuple[str, Path]]:
     draft = tmp_path / SEPTEMBER.name
     shutil.copy(SEPTEMBER, draft)

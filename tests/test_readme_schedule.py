@@ -13,11 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
+from newsletter.unsubscribe import read_token
 from test_send_cli import everyone
 from test_unattended import draft_for
-
-from newsletter.unsubscribe import read_token
 
 README = ROOT / "README.md"
 WORKDIR = "/srv/newsletter"

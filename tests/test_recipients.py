@@ -511,7 +511,8 @@ IDN_ADDRESSES = [
 
 @pytest.mark.parametrize("raw", ODD_ADDRESSES + IDN_ADDRESSES)
 def test_addresses_are_ascii_for_the_envelope_and_the_ledger(raw: str) -> None:
-    """Internationalised domains become A-labels (what SMTP without SMTPUTF8 carries); the rest as email-validator says."""
+    """Internationalised domains become A-labels (what SMTP without SMTPUTF8 carries); the rest as email-validator
+    says."""
     from email_validator import EmailNotValidError, validate_email
 
     from newsletter.recipients import address

@@ -3,15 +3,16 @@ the known MJML/premailer traps stay shut."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
 
 import lxml.html
 import pytest
+
 from conftest import DRAFTS
 from content import normalise, sentences, urls, without_references
-
 from newsletter.config import Settings
 from newsletter.load import load_draft
 from newsletter.model import Issue
@@ -22,7 +23,6 @@ from newsletter.render import (
     render,
     render_sample,
 )
-
 
 OWN_TEMPLATES = Settings.model_validate({"templates_dir": os.environ.get("NEWSLETTER_TEMPLATES_DIR") or None})
 """`NEWSLETTER_TEMPLATES_DIR=my-templates pytest tests/test_render.py tests/test_accessibility.py` holds a
@@ -154,7 +154,7 @@ def test_headings_are_in_order(rendered: tuple) -> None:
     _, result = rendered
     levels = [int(h.tag[1]) for h in lxml.html.document_fromstring(result.html).iter("h1", "h2", "h3", "h4")]
     assert levels[0] == 1 and levels.count(1) == 1
-    assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), levels
+    assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), levels
 
 
 def test_text_part_layout() -> None:

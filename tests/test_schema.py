@@ -8,12 +8,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import DRAFTS, ROOT
-from test_checks import source
 
+from conftest import DRAFTS, ROOT
 from newsletter.load import DraftError, _yaml, load_draft
 from newsletter.new_issue import MODELINE
 from newsletter.schema import SCHEMA_FILE, draft_schema, schema_text, write_schema
+from test_checks import source
 
 COMMITTED = ROOT / SCHEMA_FILE
 
@@ -88,7 +88,7 @@ def test_a_small_draft_validates() -> None:
 
 
 @pytest.mark.parametrize(
-    "mistake, before, after",
+    ("mistake", "before", "after"),
     [
         ("misspelt key", "heading: News", "hedaing: News"),
         ("misspelt top-level key", "preheader:", "preheadr:"),

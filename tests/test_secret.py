@@ -11,9 +11,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 from itsdangerous import URLSafeTimedSerializer
 
+from conftest import ROOT
 from newsletter import config as config_module
 from newsletter.config import SECRET_ENV, ConfigError, Settings, load_settings
 from newsletter.ledger import Ledger

@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import DRAFTS, ROOT
-from smtp_server import Handler, Server
 
+from conftest import DRAFTS, ROOT
 from newsletter.config import Settings
 from newsletter.ledger import Ledger
 from newsletter.load import load_draft
@@ -17,6 +16,7 @@ from newsletter.recipients import Authority, ListSummary, gather
 from newsletter.send import Job, queue_recipients
 from newsletter.transport import opener
 from newsletter.unsubscribe import read_token
+from smtp_server import Handler, Server
 
 SECRET = "test-secret"
 ISSUE = load_draft(DRAFTS[-1]).issue
@@ -46,7 +46,7 @@ def everyone(authorities: dict[str, Authority]) -> list:
     return list(gather(ROOT / "recipients", list(authorities.values())))
 
 
-def send(settings: Settings, authorities: dict[str, Authority], only: list[str] | None = None):  # noqa: ANN201
+def send(settings: Settings, authorities: dict[str, Authority], only: list[str] | None = None):
     with Ledger(settings.ledger) as ledger:
         queue_recipients(ledger, ISSUE, settings, list(authorities.values()), only)
         job = Job(
@@ -92,7 +92,7 @@ def test_every_recipient_gets_exactly_one_correct_message(tmp_path: Path, author
         assert "September always feels like a fresh start." in text and "September always feels" in html
         # Only this person's address appears anywhere in the message.
         raw = arrival.data.decode("utf-8", "replace")
-        others = {a for a in re.findall(r"[\w.+-]+@[\w.-]+\.example\.org", raw)} & addresses
+        others = set(re.findall(r"[\w.+-]+@[\w.-]+\.example\.org", raw)) & addresses
         assert others == {person.email}
         token = re.search(r"<https://updates\.example\.org/unsubscribe/([^>]+)>", message["List-Unsubscribe"])[1]
         assert read_token(token, SECRET) == (person.email, "regional-update.wmchildrensservices.org.uk")
@@ -127,7 +127,7 @@ def test_faults_leave_ledger_and_mailbox_in_agreement(tmp_path: Path, authoritie
         later: ["data:452 4.3.1 insufficient storage", "ok"],
     }
     with Server(Handler(script=script, stall=2.0)) as server:
-        outcome, summary = send(settings_for(tmp_path, server.url, timeout=0.5), authorities)
+        outcome, _summary = send(settings_for(tmp_path, server.url, timeout=0.5), authorities)
     received = [a.recipient for a in server.handler.arrivals]
     assert sorted(received) == sorted(p for p in people if p != gone)  # exactly one copy each
     assert outcome.failed == 1
@@ -143,7 +143,7 @@ def test_faults_leave_ledger_and_mailbox_in_agreement(tmp_path: Path, authoritie
 def test_temporary_failures_give_up_after_the_attempts(tmp_path: Path, authorities: dict) -> None:
     person = everyone(authorities)[0].email
     with Server(Handler(script={person: ["451 4.7.1 busy"] * 10})) as server:
-        outcome, _ = send(settings_for(tmp_path, server.url, attempts=3), authorities)
+        _outcome, _ = send(settings_for(tmp_path, server.url, attempts=3), authorities)
     assert server.handler.attempts[person] == 3 and not server.handler.received(person)
     with Ledger(tmp_path / "ledger.db") as ledger:
         (failure,) = ledger.failures(ISSUE.issue)

@@ -16,11 +16,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from smtp_server import Handler, Server
 
+from conftest import ROOT
 from newsletter.ledger import Ledger
 from newsletter.recipients import gather, load_authorities
+from smtp_server import Handler, Server
 
 SEPTEMBER = str(ROOT / "drafts" / "2025-09.yaml")
 
@@ -35,7 +35,7 @@ def config(tmp_path: Path, url: str, **transport: object) -> Path:
         f'recipients = "{ROOT / "recipients"}"',
     ]
     # top-level keys must come before any table in TOML
-    text = "\n".join(lines[-2:] + [""] + lines[:-3]) + "\n"
+    text = "\n".join([*lines[-2:], "", *lines[:-3]]) + "\n"
     path = tmp_path / "newsletter.toml"
     path.write_text(text, encoding="utf-8")
     return path

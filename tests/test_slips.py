@@ -9,12 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DRAFTS
-from test_checks import line_of, only, source, warnings
 
+from conftest import DRAFTS
 from newsletter.checks import check
 from newsletter.load import load_draft
 from newsletter.new_issue import create
+from test_checks import line_of, only, source, warnings
 
 # a line of a text block that looks like one of the section's own keys ---------------------------------------
 
@@ -82,7 +82,7 @@ def test_prose_with_a_colon_is_not_taken_for_a_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "send_on, day", [("2025-10-18", "Saturday 18 October 2025"), ("2025-10-19", "Sunday 19 October 2025")]
+    ("send_on", "day"), [("2025-10-18", "Saturday 18 October 2025"), ("2025-10-19", "Sunday 19 October 2025")]
 )
 def test_send_date_on_a_weekend_is_a_warning(tmp_path: Path, send_on: str, day: str) -> None:
     text, problems = warnings(tmp_path, "- article: {heading: News, body: Text.}", send_on=send_on)
@@ -219,7 +219,9 @@ def test_new_keeps_the_layout_byte_for_byte(tmp_path: Path) -> None:
         "issue: 2025-09\n": "issue: 2025-10\n",
         "status: approved\n": "status: draft\n",
         "send_on: 2025-09-19\n": "send_on: 2025-10-17\n",
-        'subject: "Regional Update, September 2025: three Outstanding authorities and events"\n': 'subject: "Regional Update, October 2025: three Outstanding authorities and events"\n',
+        'subject: "Regional Update, September 2025: three Outstanding authorities and events"\n': (
+            'subject: "Regional Update, October 2025: three Outstanding authorities and events"\n'
+        ),
     }
     removed = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():

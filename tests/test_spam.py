@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 from conftest import DRAFTS, ROOT
-
 from newsletter.config import Settings
 from newsletter.load import load_draft
 from newsletter.message import Composer

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from content import normalise, sentences, without_references
 from ruamel.yaml import YAML
 
+from content import normalise, sentences, without_references
 from newsletter.archive import build, published
 from newsletter.checks import ATTACHMENT_WARN_BYTES, check, check_attachments_published
 from newsletter.config import Settings
@@ -346,5 +346,5 @@ def test_the_archive_publishes_attachments_beside_the_issue(farewell: Issue, tmp
 
 
 def test_the_archive_stops_on_a_missing_attachment(farewell: Issue, tmp_path: Path) -> None:
-    with pytest.raises(OutputError, match="2025-26-network-dates.pdf is not there"):
+    with pytest.raises(OutputError, match=r"2025-26-network-dates\.pdf is not there"):
         build([farewell], tmp_path / "site", drafts=tmp_path)

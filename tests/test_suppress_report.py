@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from conftest import DRAFTS, ROOT
-
 from newsletter.ledger import Ledger, Row
 
 SEPTEMBER = str(DRAFTS[-1])

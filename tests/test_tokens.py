@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import time
 
@@ -25,10 +26,8 @@ def every_decoding(token: str) -> bytes:
             chunk = part[start:]
             chunk += "=" * (-len(chunk) % 4)
             for decode in (base64.urlsafe_b64decode, base64.b64decode):
-                try:
+                with contextlib.suppress(ValueError):
                     found += decode(chunk) + b"\n"
-                except ValueError:
-                    pass
     return found
 
 

@@ -16,10 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DRAFTS, ROOT
-from smtp_server import Handler, Logins, Server
-from test_send_cli import SEPTEMBER, config, everyone, run
 
+from conftest import DRAFTS, ROOT
 from newsletter.config import Settings
 from newsletter.errors import JobError, LedgerError
 from newsletter.ledger import Ledger, Row
@@ -27,6 +25,8 @@ from newsletter.load import load_draft
 from newsletter.recipients import load_authorities
 from newsletter.send import Job, Outcome, exclusive, queue_recipients
 from newsletter.transport import opener
+from smtp_server import Handler, Logins, Server
+from test_send_cli import SEPTEMBER, config, everyone, run
 
 TODAY = dt.date.today()
 
@@ -253,7 +253,7 @@ def test_a_login_refused_mid_run_stops_every_worker_and_the_ledger_stays_true(tm
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):  # noqa: ANN201
+def small_disk(tmp_path: Path):
     folder = tmp_path / "disk"
     folder.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], capture_output=True)
@@ -314,9 +314,8 @@ def test_a_second_job_through_another_path_to_the_ledger_is_refused(tmp_path: Pa
     (tmp_path / "link.db").symlink_to(real)
     with exclusive(real):
         for other in (tmp_path / "link.db", tmp_path / "real" / ".." / "real" / "newsletter.db"):
-            with pytest.raises(JobError, match="another send is already running"):
-                with exclusive(other):
-                    pass
+            with pytest.raises(JobError, match="another send is already running"), exclusive(other):
+                pass
 
 
 def test_a_row_is_handed_off_by_one_job_only(tmp_path: Path) -> None:
