@@ -1,8 +1,8 @@
 """`python -m bench`: every benchmark, a table on stdout, and bench/RESULTS.md. See bench/README.md.
 
-    python -m bench                 # the full run (about 8–9 minutes on 2 cores)
-    python -m bench --tiny          # every benchmark on a tiny size, a minute: does it all still work?
-    python -m bench --only send     # some sections: render, send (with DKIM), pacing, scale (with resume)
+python -m bench                 # the full run (about 8–9 minutes on 2 cores)
+python -m bench --tiny          # every benchmark on a tiny size, a minute: does it all still work?
+python -m bench --only send     # some sections: render, send (with DKIM), pacing, scale (with resume)
 """
 
 from __future__ import annotations
@@ -22,17 +22,34 @@ from bench import pacing, render, scale, send
 from bench.common import BENCH, ROOT, SBIN, Figure, Missing, Plan
 
 SECTIONS = {"render": render, "send": send, "pacing": pacing, "scale": scale}
-PACKAGES = ("newsletter", "mjml-python", "premailer", "jinja2", "pydantic", "ruamel.yaml", "email-validator",
-            "aiosmtplib", "dkimpy", "itsdangerous", "aiosmtpd", "cryptography", "pynacl")
+PACKAGES = (
+    "newsletter",
+    "mjml-python",
+    "premailer",
+    "jinja2",
+    "pydantic",
+    "ruamel.yaml",
+    "email-validator",
+    "aiosmtplib",
+    "dkimpy",
+    "itsdangerous",
+    "aiosmtpd",
+    "cryptography",
+    "pynacl",
+)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny sizes, one repeat (does not write RESULTS.md)")
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS), help="run only these sections")
-    parser.add_argument("--out", type=Path, help="where to write the results (default bench/RESULTS.md; "
-                                                 "with --tiny or --only, nowhere unless given)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the results (default bench/RESULTS.md; with --tiny or --only, nowhere unless given)",
+    )
     args = parser.parse_args()
     plan = Plan.tiny() if args.tiny else Plan()
     out = args.out or (None if args.tiny or args.only else BENCH / "RESULTS.md")
@@ -70,8 +87,10 @@ def text_table(figures: list[Figure]) -> str:
             rows.append((f"== {section}", "", "", "", ""))
         rows.append((f.name, f.value(), f.spread(), f.target, f.verdict()))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join("  ".join(cell.ljust(widths[i]) if i != 1 else cell.rjust(widths[i])
-                               for i, cell in enumerate(row)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) if i != 1 else cell.rjust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    )
 
 
 def markdown(figures: list[Figure], skipped: list[str], plan: Plan, elapsed: float) -> str:
@@ -96,8 +115,13 @@ def markdown(figures: list[Figure], skipped: list[str], plan: Plan, elapsed: flo
     for f in figures:
         if f.section != section:
             section = f.section
-            lines += ["", f"## {section}", "", "| figure | median | spread (min–max) | target | | note |",
-                      "|---|---:|---|---|---|---|"]
+            lines += [
+                "",
+                f"## {section}",
+                "",
+                "| figure | median | spread (min–max) | target | | note |",
+                "|---|---:|---|---|---|---|",
+            ]
         cells = [f.name, f.value(), f.spread(), f.target, f.verdict(), f.note]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if skipped:
@@ -106,22 +130,39 @@ def markdown(figures: list[Figure], skipped: list[str], plan: Plan, elapsed: flo
     if targets:
         lines += ["", "## Targets", ""]
         lines += [f"- {'met' if f.met else '**missed**'}: {f.name}: {f.value()} (target {f.target})" for f in targets]
-    lines += ["", "<details><summary>Every run (JSON)</summary>", "", "```json",
-              json.dumps([{"section": f.section, "name": f.name, "unit": f.unit, "runs": [round(r, 6) for r in f.runs]}
-                          for f in figures], indent=1, ensure_ascii=False), "```", "", "</details>", ""]
+    lines += [
+        "",
+        "<details><summary>Every run (JSON)</summary>",
+        "",
+        "```json",
+        json.dumps(
+            [
+                {"section": f.section, "name": f.name, "unit": f.unit, "runs": [round(r, 6) for r in f.runs]}
+                for f in figures
+            ],
+            indent=1,
+            ensure_ascii=False,
+        ),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def plan_text(plan: Plan) -> str:
-    return (f"render ×{plan.render_repeats} per draft; MJML {plan.mjml_batches} batches of {plan.mjml_per_batch} "
-            f"after {plan.mjml_warmup} warm-up renders; check ×{plan.check_repeats}; send {plan.send_recipients:,} "
-            f"(DKIM off) and {plan.send_dkim_recipients:,} (DKIM on) recipients ×{plan.send_repeats} at N="
-            f"{', '.join(map(str, plan.send_connections))}; pacing {plan.pacing_rate:.0f}/min for "
-            f"{plan.pacing_seconds:.0f} s ×{plan.pacing_repeats}; "
-            f"DKIM: {plan.signature_messages} signatures ×{plan.signature_repeats} ({plan.dkimpy_messages} with "
-            f"dkimpy), send {plan.dkim_recipients:,} off/RSA/Ed25519 at N={plan.dkim_connections} ×{plan.dkim_repeats}; "
-            f"scale {plan.scale_sizes[0]:,} ×{plan.scale_repeats[0]}"
-            f" and {plan.scale_sizes[1]:,} ×{plan.scale_repeats[1]}; resume ×{plan.resume_repeats}")
+    return (
+        f"render ×{plan.render_repeats} per draft; MJML {plan.mjml_batches} batches of {plan.mjml_per_batch} "
+        f"after {plan.mjml_warmup} warm-up renders; check ×{plan.check_repeats}; send {plan.send_recipients:,} "
+        f"(DKIM off) and {plan.send_dkim_recipients:,} (DKIM on) recipients ×{plan.send_repeats} at N="
+        f"{', '.join(map(str, plan.send_connections))}; pacing {plan.pacing_rate:.0f}/min for "
+        f"{plan.pacing_seconds:.0f} s ×{plan.pacing_repeats}; "
+        f"DKIM: {plan.signature_messages} signatures ×{plan.signature_repeats} ({plan.dkimpy_messages} with "
+        f"dkimpy), send {plan.dkim_recipients:,} off/RSA/Ed25519 at N={plan.dkim_connections} ×{plan.dkim_repeats}; "
+        f"scale {plan.scale_sizes[0]:,} ×{plan.scale_repeats[0]}"
+        f" and {plan.scale_sizes[1]:,} ×{plan.scale_repeats[1]}; resume ×{plan.resume_repeats}"
+    )
 
 
 def environment() -> dict:
@@ -131,12 +172,30 @@ def environment() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor() or platform.machine())
-    memory = next((f"{int(line.split()[1]) / 1024 / 1024:.1f} GB RAM" for line in _read("/proc/meminfo").splitlines()
-                   if line.startswith("MemTotal:")), "")
-    os_name = next((line.split("=", 1)[1].strip('"') for line in _read("/etc/os-release").splitlines()
-                    if line.startswith("PRETTY_NAME=")), platform.platform())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or platform.machine(),
+    )
+    memory = next(
+        (
+            f"{int(line.split()[1]) / 1024 / 1024:.1f} GB RAM"
+            for line in _read("/proc/meminfo").splitlines()
+            if line.startswith("MemTotal:")
+        ),
+        "",
+    )
+    os_name = next(
+        (
+            line.split("=", 1)[1].strip('"')
+            for line in _read("/etc/os-release").splitlines()
+            if line.startswith("PRETTY_NAME=")
+        ),
+        platform.platform(),
+    )
     packages = {}
     for name in PACKAGES:
         try:
@@ -155,9 +214,14 @@ def environment() -> dict:
     commit = run("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
     dirty = run("git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no")
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu, "cores": os.cpu_count(), "memory": memory, "os": os_name,
-        "python": platform.python_version(), "packages": packages, "system": system,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "os": os_name,
+        "python": platform.python_version(),
+        "packages": packages,
+        "system": system,
         "commit": f"{commit}{' with uncommitted changes' if dirty else ''}" if commit else "unknown",
     }
 

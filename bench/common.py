@@ -63,11 +63,30 @@ class Plan:
 
     @classmethod
     def tiny(cls) -> Plan:
-        return cls(drafts=(SAMPLE,), render_repeats=1, mjml_warmup=1, mjml_batches=2, mjml_per_batch=1,
-                   check_repeats=1, send_recipients=64, send_dkim_recipients=16, send_connections=(1, 2),
-                   send_repeats=1, pacing_seconds=2.0, pacing_connections=2, pacing_repeats=1,
-                   scale_sizes=(32, 96), scale_repeats=(1, 1), resume_repeats=1, signature_messages=4,
-                   dkimpy_messages=2, signature_repeats=1, dkim_recipients=48, dkim_connections=2, dkim_repeats=1)
+        return cls(
+            drafts=(SAMPLE,),
+            render_repeats=1,
+            mjml_warmup=1,
+            mjml_batches=2,
+            mjml_per_batch=1,
+            check_repeats=1,
+            send_recipients=64,
+            send_dkim_recipients=16,
+            send_connections=(1, 2),
+            send_repeats=1,
+            pacing_seconds=2.0,
+            pacing_connections=2,
+            pacing_repeats=1,
+            scale_sizes=(32, 96),
+            scale_repeats=(1, 1),
+            resume_repeats=1,
+            signature_messages=4,
+            dkimpy_messages=2,
+            signature_repeats=1,
+            dkim_recipients=48,
+            dkim_connections=2,
+            dkim_repeats=1,
+        )
 
 
 @dataclasses.dataclass
@@ -171,8 +190,9 @@ def smtp_sink() -> Iterator[int]:
     if os.geteuid() == 0:
         command += ["-u", "nobody"]  # it refuses to run as root
     port = free_port()
-    process = subprocess.Popen([*command, f"127.0.0.1:{port}", "1000"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*command, f"127.0.0.1:{port}", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         _wait_for_port(port, process, "smtp-sink")
         yield port
@@ -186,10 +206,50 @@ def smtp_sink() -> Iterator[int]:
 
 
 # About one name in ten has an accent and one in fifty is written "Surname, First", as in the sample lists.
-FIRST = ["Priya", "Daniel", "Zoë", "Tom", "Harpreet", "Marcus", "Karen", "Lewis", "Abdul", "Natalie", "James", "Bekka",
-         "Sue", "Jane", "Michael", "Ayesha", "Gareth", "Siân", "Piotr", "Rhian"]
-LAST = ["Sharma", "Okafor", "Lambert", "Whitfield", "O'Neil", "Reid", "Hollis", "Adams", "Kahar", "Bevan", "Thomas",
-        "Leigh", "DeWaal", "Carter", "Grant", "Nowak", "Pritchard", "Asante", "Begum", "Price-Jones"]
+FIRST = [
+    "Priya",
+    "Daniel",
+    "Zoë",
+    "Tom",
+    "Harpreet",
+    "Marcus",
+    "Karen",
+    "Lewis",
+    "Abdul",
+    "Natalie",
+    "James",
+    "Bekka",
+    "Sue",
+    "Jane",
+    "Michael",
+    "Ayesha",
+    "Gareth",
+    "Siân",
+    "Piotr",
+    "Rhian",
+]
+LAST = [
+    "Sharma",
+    "Okafor",
+    "Lambert",
+    "Whitfield",
+    "O'Neil",
+    "Reid",
+    "Hollis",
+    "Adams",
+    "Kahar",
+    "Bevan",
+    "Thomas",
+    "Leigh",
+    "DeWaal",
+    "Carter",
+    "Grant",
+    "Nowak",
+    "Pritchard",
+    "Asante",
+    "Begum",
+    "Price-Jones",
+]
 
 
 def write_lists(directory: Path, count: int) -> list[str]:
@@ -227,8 +287,11 @@ def dkim_key(directory: Path) -> Path:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path = directory / "dkim.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
     return path
 
 
@@ -238,15 +301,19 @@ def ed25519_key(directory: Path) -> Path:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     path = directory / "dkim-ed25519.pem"
-    path.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return path
 
 
 def run_worker(*args: str, timeout: float = 900) -> dict:
     """`python -m bench.worker ARGS` in a fresh interpreter; returns the JSON it prints."""
-    result = subprocess.run([sys.executable, "-m", "bench.worker", *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.worker", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     if result.returncode != 0:
         raise RuntimeError(f"bench.worker {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -269,5 +336,7 @@ def write_config(directory: Path, port: int, recipients: Path, ledger: Path, con
     path.write_text(
         f'ledger = "{ledger}"\nrecipients = "{recipients}"\n\n[list]\nunsubscribe_url = "{UNSUBSCRIBE_URL}"\n\n'
         f'[transport]\nurl = "smtp://127.0.0.1:{port}"\nconnections = {connections}\nrate_per_minute = 1000000000\n'
-        f"daily_cap = 100000000\ntimeout = 30\n", encoding="utf-8")
+        f"daily_cap = 100000000\ntimeout = 30\n",
+        encoding="utf-8",
+    )
     return path

@@ -72,7 +72,7 @@ def body_pieces(data: bytes, recent: deque) -> list[bytes] | None:
         return None
     start = data.find(b"\r\n\r\n") + 4
     pieces = [*recent[0][1], *recent[1][1]]
-    closing = data[start + sum(map(len, pieces)):]
+    closing = data[start + sum(map(len, pieces)) :]
     if not closing.startswith(b"--") or len(closing) > 100:
         return None
     return [*pieces, closing]
@@ -87,16 +87,24 @@ class SigningStandIn:
         self.signers: dict[tuple, object] = {}
         self.with_pieces = 0
 
-    def sign(self, message: bytes, selector: bytes, domain: bytes, privkey: bytes,
-             include_headers: list[bytes] | None = None, **_: object) -> bytes:
+    def sign(
+        self,
+        message: bytes,
+        selector: bytes,
+        domain: bytes,
+        privkey: bytes,
+        include_headers: list[bytes] | None = None,
+        **_: object,
+    ) -> bytes:
         from newsletter.signing import Signer
 
         variant = self.recent[0][0] if self.recent else None
         key = (variant, privkey, selector, domain, tuple(include_headers or ()))
         signer = self.signers.get(key)
         if signer is None:
-            signer = self.signers[key] = Signer(privkey, selector.decode(), domain.decode(),
-                                                include_headers=include_headers or [b"from"])
+            signer = self.signers[key] = Signer(
+                privkey, selector.decode(), domain.decode(), include_headers=include_headers or [b"from"]
+            )
         pieces = body_pieces(message, self.recent)
         self.with_pieces += pieces is not None
         return signer.sign(message, pieces)
@@ -169,14 +177,22 @@ def signature_cost(plan: Plan) -> list[Figure]:
     figures: list[Figure] = []
 
     def dkimpy(canonicalize: tuple[bytes, bytes]) -> object:
-        return lambda data, pieces: dkim.sign(data, SELECTOR.encode(), domain.encode(), rsa_pem,
-                                              include_headers=signed, canonicalize=canonicalize)
+        return lambda data, pieces: dkim.sign(
+            data, SELECTOR.encode(), domain.encode(), rsa_pem, include_headers=signed, canonicalize=canonicalize
+        )
 
     today = _per_message(dkimpy((b"relaxed", b"simple")), few, plan.signature_repeats)
     relaxed = _per_message(dkimpy((b"relaxed", b"relaxed")), few, plan.signature_repeats)
     version = _version("dkimpy")
-    figures.append(Figure(SECTION, f"DKIM signature, dkimpy {version} RSA-SHA256 relaxed/simple (message.py until now)",
-                          "µs", today, note="pure-Python RSA; per message, 56 KB"))
+    figures.append(
+        Figure(
+            SECTION,
+            f"DKIM signature, dkimpy {version} RSA-SHA256 relaxed/simple (message.py until now)",
+            "µs",
+            today,
+            note="pure-Python RSA; per message, 56 KB",
+        )
+    )
     figures.append(Figure(SECTION, f"DKIM signature, dkimpy {version} RSA-SHA256 relaxed/relaxed", "µs", relaxed))
 
     def ours(key: bytes, selector: str, pieces: bool, also: list | None = None) -> object:
@@ -190,15 +206,33 @@ def signature_cost(plan: Plan) -> list[Figure]:
     ed = _per_message(ours(ed_pem, "bench-ed", True), messages, plan.signature_repeats)
     both = _per_message(ours(rsa_pem, SELECTOR, True, [(ed_pem, "bench-ed")]), messages, plan.signature_repeats)
     figures += [
-        Figure(SECTION, "DKIM signature, newsletter.signing RSA-SHA256 relaxed/relaxed, whole message each time",
-               "µs", whole),
-        Figure(SECTION, "DKIM signature, newsletter.signing RSA-SHA256, with the variant's body pieces (as Composer)",
-               "µs", rsa, note="the RSA step alone (OpenSSL, 2048 bits) is about 250 µs of it"),
+        Figure(
+            SECTION,
+            "DKIM signature, newsletter.signing RSA-SHA256 relaxed/relaxed, whole message each time",
+            "µs",
+            whole,
+        ),
+        Figure(
+            SECTION,
+            "DKIM signature, newsletter.signing RSA-SHA256, with the variant's body pieces (as Composer)",
+            "µs",
+            rsa,
+            note="the RSA step alone (OpenSSL, 2048 bits) is about 250 µs of it",
+        ),
         Figure(SECTION, "DKIM signature, newsletter.signing Ed25519-SHA256, with the body pieces", "µs", ed),
-        Figure(SECTION, "DKIM signatures RSA + Ed25519 on one message, newsletter.signing, with the body pieces",
-               "µs", both),
-        Figure(SECTION, "dkimpy (as message.py called it) / newsletter.signing RSA with pieces, time per signature",
-               "x", [statistics.median(today) / r for r in rsa], note="above 1: newsletter.signing is faster"),
+        Figure(
+            SECTION,
+            "DKIM signatures RSA + Ed25519 on one message, newsletter.signing, with the body pieces",
+            "µs",
+            both,
+        ),
+        Figure(
+            SECTION,
+            "dkimpy (as message.py called it) / newsletter.signing RSA with pieces, time per signature",
+            "x",
+            [statistics.median(today) / r for r in rsa],
+            note="above 1: newsletter.signing is faster",
+        ),
     ]
     return figures
 
@@ -228,8 +262,18 @@ def on_off(plan: Plan) -> list[Figure]:
         for repeat in range(plan.dkim_repeats):
             for label, key in keys.items():
                 ledger = work / f"ledger-{label}-{repeat}.db"
-                args = ["--port", str(port), "--recipients", str(lists), "--ledger", str(ledger),
-                        "--connections", str(connections), "--signer", "cryptography"]
+                args = [
+                    "--port",
+                    str(port),
+                    "--recipients",
+                    str(lists),
+                    "--ledger",
+                    str(ledger),
+                    "--connections",
+                    str(connections),
+                    "--signer",
+                    "cryptography",
+                ]
                 result = run_worker(*args, *(["--dkim-key", str(key)] if key else []))
                 if result["sent"] != count or result["ledger_sent"] != count:
                     raise RuntimeError(f"the send did not reach everyone: {result}")
@@ -245,11 +289,21 @@ def on_off(plan: Plan) -> list[Figure]:
         Figure(SECTION, f"product send, DKIM off, {name}", "msg/s", runs["off"]),
         Figure(SECTION, f"product send, DKIM on (RSA-SHA256, 2048 bits), {name}", "msg/s", runs["rsa"], note=how),
         Figure(SECTION, f"product send, DKIM on (Ed25519-SHA256), {name}", "msg/s", runs["ed25519"], note=how),
-        Figure(SECTION, f"send DKIM on (RSA) / DKIM off, N={connections}", "x", rsa_ratio,
-               target=f"≥ {TARGET_RATIO}", met=min(rsa_ratio) >= TARGET_RATIO,
-               note="run by run; judged on the worst run"),
-        Figure(SECTION, f"send DKIM on (Ed25519) / DKIM off, N={connections}", "x",
-               ratio_runs(runs["ed25519"], runs["off"])),
+        Figure(
+            SECTION,
+            f"send DKIM on (RSA) / DKIM off, N={connections}",
+            "x",
+            rsa_ratio,
+            target=f"≥ {TARGET_RATIO}",
+            met=min(rsa_ratio) >= TARGET_RATIO,
+            note="run by run; judged on the worst run",
+        ),
+        Figure(
+            SECTION,
+            f"send DKIM on (Ed25519) / DKIM off, N={connections}",
+            "x",
+            ratio_runs(runs["ed25519"], runs["off"]),
+        ),
     ]
 
 

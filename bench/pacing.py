@@ -55,9 +55,18 @@ def pacing(plan: Plan) -> list[Figure]:
             controller = Controller(recorder, hostname="127.0.0.1", port=port, data_size_limit=10 * 1024 * 1024)
             controller.start()
             try:
-                result = run_worker("--port", str(port), "--recipients", str(work / "recipients"), "--ledger",
-                                    str(work / f"ledger-{repeat}.db"), "--connections", str(plan.pacing_connections),
-                                    "--rate", str(rate))
+                result = run_worker(
+                    "--port",
+                    str(port),
+                    "--recipients",
+                    str(work / "recipients"),
+                    "--ledger",
+                    str(work / f"ledger-{repeat}.db"),
+                    "--connections",
+                    str(plan.pacing_connections),
+                    "--rate",
+                    str(rate),
+                )
             finally:
                 controller.stop()
             times = sorted(recorder.times)
@@ -70,12 +79,33 @@ def pacing(plan: Plan) -> list[Figure]:
     label = f"{rate:.0f}/min, {plan.pacing_seconds:.0f} s, N={plan.pacing_connections}"
     return [
         Figure(SECTION, f"achieved rate at the server ({label})", "msg/min", achieved),
-        Figure(SECTION, "achieved rate / configured rate", "x", [a / rate for a in achieved], target="0.95–1.00",
-               met=all(0.95 <= a / rate <= 1.0 for a in achieved), note="the product paces 1 % under the rate"),
-        Figure(SECTION, f"busiest 1-second window / {per_second:.0f}", "x", ratio_runs(one, [per_second] * len(one)),
-               target="≤ 1", met=max(one) <= per_second, note=f"counts: {', '.join(map(str, one))}"),
-        Figure(SECTION, f"busiest 6-second window / {per_six:.0f}", "x", ratio_runs(six, [per_six] * len(six)),
-               target="≤ 1", met=max(six) <= per_six, note=f"counts: {', '.join(map(str, six))}"),
+        Figure(
+            SECTION,
+            "achieved rate / configured rate",
+            "x",
+            [a / rate for a in achieved],
+            target="0.95–1.00",
+            met=all(0.95 <= a / rate <= 1.0 for a in achieved),
+            note="the product paces 1 % under the rate",
+        ),
+        Figure(
+            SECTION,
+            f"busiest 1-second window / {per_second:.0f}",
+            "x",
+            ratio_runs(one, [per_second] * len(one)),
+            target="≤ 1",
+            met=max(one) <= per_second,
+            note=f"counts: {', '.join(map(str, one))}",
+        ),
+        Figure(
+            SECTION,
+            f"busiest 6-second window / {per_six:.0f}",
+            "x",
+            ratio_runs(six, [per_six] * len(six)),
+            target="≤ 1",
+            met=max(six) <= per_six,
+            note=f"counts: {', '.join(map(str, six))}",
+        ),
     ]
 
 

@@ -32,14 +32,22 @@ def drafts(plan: Plan) -> list[Figure]:
             variants = {a.slug: render(issue, a) for a in authorities}
             if repeat:
                 times.append(time.perf_counter() - start)
-        figures.append(Figure(SECTION, f"{draft.stem}: load, validate, render all 16 variants (HTML + text)", "s",
-                              times))
+        figures.append(
+            Figure(SECTION, f"{draft.stem}: load, validate, render all 16 variants (HTML + text)", "s", times)
+        )
         largest = max(authorities, key=lambda a: variants[a.slug].size)
         size = variants[largest.slug].size
-        figures.append(Figure(
-            SECTION, f"{draft.stem}: HTML of the largest variant ({largest.slug}) / Gmail's 102 KB clip", "x",
-            [size / GMAIL_CLIP_BYTES], target="< 1", met=size < GMAIL_CLIP_BYTES,
-            note=f"{size / 1024:.1f} KB ({size:,} bytes), the same every run; `check` warns above 90 KB (0.88)"))
+        figures.append(
+            Figure(
+                SECTION,
+                f"{draft.stem}: HTML of the largest variant ({largest.slug}) / Gmail's 102 KB clip",
+                "x",
+                [size / GMAIL_CLIP_BYTES],
+                target="< 1",
+                met=size < GMAIL_CLIP_BYTES,
+                note=f"{size / 1024:.1f} KB ({size:,} bytes), the same every run; `check` warns above 90 KB (0.88)",
+            )
+        )
     return figures
 
 
@@ -65,10 +73,23 @@ def mjml_step(plan: Plan) -> list[Figure]:
     for name, source in sources.items():
         python = _python_mjml(mjml, source, plan)
         figures.append(Figure(SECTION, f"{name}: MJML→HTML, mjml-python, per render", "ms", python))
-        figures.append(Figure(SECTION, f"{name}: MJML→HTML, mjml {versions['mjml']} on Node {versions['node']}, "
-                                       "per render", "ms", reference[name]))
-        figures.append(Figure(SECTION, f"{name}: MJML→HTML, Node time / mjml-python time", "x",
-                              ratio_runs(reference[name], python), note="above 1: mjml-python is faster"))
+        figures.append(
+            Figure(
+                SECTION,
+                f"{name}: MJML→HTML, mjml {versions['mjml']} on Node {versions['node']}, per render",
+                "ms",
+                reference[name],
+            )
+        )
+        figures.append(
+            Figure(
+                SECTION,
+                f"{name}: MJML→HTML, Node time / mjml-python time",
+                "x",
+                ratio_runs(reference[name], python),
+                note="above 1: mjml-python is faster",
+            )
+        )
     return figures
 
 
@@ -123,13 +144,19 @@ def ensure_node_modules(*, install: bool = True) -> str:
     node = tool("node", "nodejs")
     if not (NODE_DIR / "node_modules" / "mjml" / "package.json").exists():
         if not install:
-            raise Missing("the `mjml` npm package is not in bench/node/node_modules (`python -m bench` installs it;"
-                          " the tests never do)")
+            raise Missing(
+                "the `mjml` npm package is not in bench/node/node_modules (`python -m bench` installs it;"
+                " the tests never do)"
+            )
         npm = shutil.which("npm")
         if not npm:
             raise Missing("`npm` is not installed: apt-get install npm")
-        result = subprocess.run([npm, "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [npm, "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"npm install --prefix bench/node failed:\n{result.stderr}")
     return node
@@ -139,10 +166,20 @@ def _node_mjml(node: str, sources: dict[str, str], plan: Plan) -> tuple[dict[str
     """Per-render milliseconds of each batch, from one Node process that warms up first (render.js)."""
     with tempfile.TemporaryDirectory() as tmp:
         request = Path(tmp) / "input.json"
-        request.write_text(json.dumps({"warmup": plan.mjml_warmup, "batches": plan.mjml_batches,
-                                       "per_batch": plan.mjml_per_batch, "sources": sources}), encoding="utf-8")
-        result = subprocess.run([node, str(NODE_DIR / "render.js"), str(request)], capture_output=True, text=True,
-                                timeout=600)
+        request.write_text(
+            json.dumps(
+                {
+                    "warmup": plan.mjml_warmup,
+                    "batches": plan.mjml_batches,
+                    "per_batch": plan.mjml_per_batch,
+                    "sources": sources,
+                }
+            ),
+            encoding="utf-8",
+        )
+        result = subprocess.run(
+            [node, str(NODE_DIR / "render.js"), str(request)], capture_output=True, text=True, timeout=600
+        )
     if result.returncode != 0:
         raise RuntimeError(f"node bench/node/render.js failed:\n{result.stderr}")
     answer = json.loads(result.stdout)

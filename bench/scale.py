@@ -10,8 +10,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (SAMPLE, SECRET, Figure, Plan, newsletter_command, ratio_runs, run_worker, smtp_sink,
-                          write_config, write_lists)
+from bench.common import (
+    SAMPLE,
+    SECRET,
+    Figure,
+    Plan,
+    newsletter_command,
+    ratio_runs,
+    run_worker,
+    smtp_sink,
+    write_config,
+    write_lists,
+)
 
 SECTION = "4. Memory and scale"
 RESUME = "5. Resume"
@@ -32,38 +42,75 @@ def scale_and_resume(plan: Plan) -> list[Figure]:
             write_lists(lists, size)
             for repeat in range(repeats):
                 ledger = work / f"ledger-{size}-{repeat}.db"
-                result = run_worker("--port", str(port), "--recipients", str(lists), "--ledger", str(ledger),
-                                    "--connections", str(CONNECTIONS))
+                result = run_worker(
+                    "--port",
+                    str(port),
+                    "--recipients",
+                    str(lists),
+                    "--ledger",
+                    str(ledger),
+                    "--connections",
+                    str(CONNECTIONS),
+                )
                 if result["sent"] != size or result["ledger_sent"] != size:
                     raise RuntimeError(f"the send did not reach everyone: {result}")
                 rss.setdefault(size, []).append(result["peak_rss_kb"] / 1024)
                 per_message.setdefault(size, []).append(result["send_s"] / size * 1000)
                 overall.setdefault(size, []).append(
-                    (result["queue_s"] + result["render_s"] + result["send_s"]) / size * 1000)
+                    (result["queue_s"] + result["render_s"] + result["send_s"]) / size * 1000
+                )
                 if size == large and kept is None:
                     kept = ledger  # the resume runs on the first large ledger
                 else:
                     for path in work.glob(f"{ledger.name}*"):
                         path.unlink()
-        for size in plan.scale_sizes:
-            figures.append(Figure(SECTION, f"peak RSS, send to {size:,} (fresh process)", "MB", rss[size]))
-        rss_ratio = [b / a for a in rss[small] for b in rss[large]] if len(rss[small]) != len(rss[large]) else \
-            ratio_runs(rss[large], rss[small])
-        figures.append(Figure(SECTION, f"peak RSS {large:,} / {small:,}", "x", rss_ratio, target="≤ 1.5",
-                              met=max(rss_ratio) <= 1.5, note="every pairing of the runs"))
-        figures.append(Figure(SECTION, f"peak RSS at {large:,}", "MB", rss[large], target="< 200 MB",
-                              met=max(rss[large]) < 200))
-        for size in plan.scale_sizes:
-            figures.append(Figure(SECTION, f"time per message, send phase, {size:,} recipients, N={CONNECTIONS}", "ms",
-                                  per_message[size]))
+        figures.extend(
+            Figure(SECTION, f"peak RSS, send to {size:,} (fresh process)", "MB", rss[size]) for size in plan.scale_sizes
+        )
+        rss_ratio = (
+            [b / a for a in rss[small] for b in rss[large]]
+            if len(rss[small]) != len(rss[large])
+            else ratio_runs(rss[large], rss[small])
+        )
+        figures.append(
+            Figure(
+                SECTION,
+                f"peak RSS {large:,} / {small:,}",
+                "x",
+                rss_ratio,
+                target="≤ 1.5",
+                met=max(rss_ratio) <= 1.5,
+                note="every pairing of the runs",
+            )
+        )
+        figures.append(
+            Figure(SECTION, f"peak RSS at {large:,}", "MB", rss[large], target="< 200 MB", met=max(rss[large]) < 200)
+        )
+        figures.extend(
+            Figure(
+                SECTION, f"time per message, send phase, {size:,} recipients, N={CONNECTIONS}", "ms", per_message[size]
+            )
+            for size in plan.scale_sizes
+        )
         send_ratio = [b / a for a in per_message[small] for b in per_message[large]]
         median_ratio = statistics.median(per_message[large]) / statistics.median(per_message[small])
-        figures.append(Figure(SECTION, f"time per message {large:,} / {small:,}, send phase", "x", send_ratio,
-                              target="≈ 1 (median 0.8–1.25)", met=0.8 <= median_ratio <= 1.25,
-                              note=f"every pairing of the runs; ratio of the medians {median_ratio:.2f}"))
-        for size in plan.scale_sizes:
-            figures.append(Figure(SECTION, f"time per message incl. reading lists, queueing and rendering, "
-                                           f"{size:,}", "ms", overall[size]))
+        figures.append(
+            Figure(
+                SECTION,
+                f"time per message {large:,} / {small:,}, send phase",
+                "x",
+                send_ratio,
+                target="≈ 1 (median 0.8–1.25)",
+                met=0.8 <= median_ratio <= 1.25,
+                note=f"every pairing of the runs; ratio of the medians {median_ratio:.2f}",
+            )
+        )
+        figures.extend(
+            Figure(
+                SECTION, f"time per message incl. reading lists, queueing and rendering, {size:,}", "ms", overall[size]
+            )
+            for size in plan.scale_sizes
+        )
         assert kept is not None
         figures += resume(plan, work, port, work / f"recipients-{large}", kept, large)
     return figures
@@ -87,8 +134,16 @@ def resume(plan: Plan, work: Path, port: int, lists: Path, ledger: Path, size: i
         (total,) = db.execute("SELECT count(*) FROM deliveries").fetchone()
     if sent != size or total != size:
         raise RuntimeError(f"the re-run changed the ledger: {sent} sent of {total}")
-    return [Figure(RESUME, f"`newsletter send` again with nothing left, {size:,}-recipient ledger (whole process)",
-                   "s", times, target="< 5 s", met=max(times) < 5)]
+    return [
+        Figure(
+            RESUME,
+            f"`newsletter send` again with nothing left, {size:,}-recipient ledger (whole process)",
+            "s",
+            times,
+            target="< 5 s",
+            met=max(times) < 5,
+        )
+    ]
 
 
 BENCHMARKS = (scale_and_resume,)

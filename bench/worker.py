@@ -55,13 +55,21 @@ def main() -> None:
     from newsletter.send import Job, queue_recipients
     from newsletter.transport import opener
 
-    settings = Settings.model_validate({
-        "transport": {"url": f"smtp://127.0.0.1:{args.port}", "rate_per_minute": args.rate, "daily_cap": None,
-                      "connections": args.connections, "timeout": 30},
-        "ledger": args.ledger, "recipients": args.recipients,
-        "list": {"unsubscribe_url": UNSUBSCRIBE_URL},
-        "dkim": {"selector": "bench"} if args.dkim_key else {},
-    })
+    settings = Settings.model_validate(
+        {
+            "transport": {
+                "url": f"smtp://127.0.0.1:{args.port}",
+                "rate_per_minute": args.rate,
+                "daily_cap": None,
+                "connections": args.connections,
+                "timeout": 30,
+            },
+            "ledger": args.ledger,
+            "recipients": args.recipients,
+            "list": {"unsubscribe_url": UNSUBSCRIBE_URL},
+            "dkim": {"selector": "bench"} if args.dkim_key else {},
+        }
+    )
     authorities = load_authorities(args.recipients / "authorities.yaml")
     issue = load_draft(args.draft, {a.slug: a for a in authorities}).issue
     key = args.dkim_key.read_bytes() if args.dkim_key else None
@@ -73,8 +81,15 @@ def main() -> None:
     with Ledger(settings.ledger) as ledger:
         queue_recipients(ledger, issue, settings, authorities)
         queued = time.perf_counter()
-        job = Job(issue, authorities, ledger, opener(settings.transport.url, settings.transport), settings, SECRET,
-                  dkim_key=key)
+        job = Job(
+            issue,
+            authorities,
+            ledger,
+            opener(settings.transport.url, settings.transport),
+            settings,
+            SECRET,
+            dkim_key=key,
+        )
         for authority in authorities:
             job._composer(authority.slug)  # what Job.run does first; done here so the send is timed on its own
         rendered = time.perf_counter()
@@ -83,13 +98,24 @@ def main() -> None:
         finished = time.perf_counter()
         cpu = time.process_time() - cpu
         summary = ledger.summary(issue.issue)
-    print(json.dumps({
-        "sent": outcome.sent, "deferred": outcome.deferred, "failed": outcome.failed,
-        "ledger_sent": sum(row["sent"] for row in summary.values()),
-        "startup_s": imported - started, "queue_s": queued - imported, "render_s": rendered - queued,
-        "send_s": finished - rendered, "total_s": finished - started, "peak_rss_kb": peak_rss_kb(),
-        "send_cpu_s": cpu, "signer": signer,
-    }))
+    print(
+        json.dumps(
+            {
+                "sent": outcome.sent,
+                "deferred": outcome.deferred,
+                "failed": outcome.failed,
+                "ledger_sent": sum(row["sent"] for row in summary.values()),
+                "startup_s": imported - started,
+                "queue_s": queued - imported,
+                "render_s": rendered - queued,
+                "send_s": finished - rendered,
+                "total_s": finished - started,
+                "peak_rss_kb": peak_rss_kb(),
+                "send_cpu_s": cpu,
+                "signer": signer,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

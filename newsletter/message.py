@@ -35,7 +35,7 @@ import re
 import secrets
 import urllib.parse
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from email_validator import EmailNotValidError, validate_email
@@ -47,8 +47,19 @@ from newsletter.render import PERSONAL, Rendered, short_name
 from newsletter.signing import Signer
 from newsletter.unsubscribe import make_token
 
-SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-id", b"list-unsubscribe",
-                  b"list-unsubscribe-post", b"mime-version", b"content-type"]
+SIGNED_HEADERS = [
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"mime-version",
+    b"content-type",
+]
 FIELDS = re.compile("(" + "|".join(re.escape(marker) for marker in PERSONAL.values()) + ")")
 FIELD_NAMES = {marker: name for name, marker in PERSONAL.items()}
 QP_LINE = 76
@@ -110,8 +121,16 @@ class Outgoing:
 class Composer:
     """Makes each recipient's message from one rendered variant of an issue."""
 
-    def __init__(self, issue: Issue, rendered: Rendered, settings: Settings, secret: str, *, proof: bool = False,
-                 dkim_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        issue: Issue,
+        rendered: Rendered,
+        settings: Settings,
+        secret: str,
+        *,
+        proof: bool = False,
+        dkim_key: bytes | None = None,
+    ) -> None:
         self.issue = issue
         self.rendered = rendered
         self.settings = settings
@@ -120,19 +139,29 @@ class Composer:
         self.dkim_key = dkim_key
         listing = settings.list
         if not _DOT_ATOM.fullmatch(listing.id) or len(listing.id) > 200:
-            raise ConfigError(f"`[list] id` in newsletter.toml is `{_show(listing.id)}`: it must be a domain-like name"
-                              " with no spaces, like monthly-update.example.org")
+            raise ConfigError(
+                f"`[list] id` in newsletter.toml is `{_show(listing.id)}`: it must be a domain-like name"
+                " with no spaces, like monthly-update.example.org"
+            )
         if not _DOMAIN.fullmatch(listing.domain):
-            raise ConfigError(f"`[list] domain` in newsletter.toml is `{_show(listing.domain)}`: it must be a domain"
-                              " name in ASCII, like example.org (an internationalised one as xn-- labels)")
+            raise ConfigError(
+                f"`[list] domain` in newsletter.toml is `{_show(listing.domain)}`: it must be a domain"
+                " name in ASCII, like example.org (an internationalised one as xn-- labels)"
+            )
         if dkim_key and settings.dkim.selector and not _SELECTOR.fullmatch(settings.dkim.selector):
-            raise ConfigError(f"`[dkim] selector` in newsletter.toml is `{_show(settings.dkim.selector)}`: it must be"
-                              " letters, digits, hyphens and dots, like news2025")
+            raise ConfigError(
+                f"`[dkim] selector` in newsletter.toml is `{_show(settings.dkim.selector)}`: it must be"
+                " letters, digits, hyphens and dots, like news2025"
+            )
         self.one_click_base = _url(listing.unsubscribe_url.rstrip("/")) if listing.unsubscribe_url else None
         if self.one_click_base is not None and len(self.one_click_base) > LONGEST_URL - 300:
-            raise ConfigError(f"`[list] unsubscribe_url` in newsletter.toml is {len(self.one_click_base)} characters"
-                              f" long: it must be at most {LONGEST_URL - 300}, so the link fits on one header line")
-        mailbox = _ascii_address(listing.unsubscribe_mailto, "`[list] unsubscribe_mailto` in newsletter.toml", ConfigError)
+            raise ConfigError(
+                f"`[list] unsubscribe_url` in newsletter.toml is {len(self.one_click_base)} characters"
+                f" long: it must be at most {LONGEST_URL - 300}, so the link fits on one header line"
+            )
+        mailbox = _ascii_address(
+            listing.unsubscribe_mailto, "`[list] unsubscribe_mailto` in newsletter.toml", ConfigError
+        )
         self.mailto = f"mailto:{urllib.parse.quote(mailbox, safe=_MAILTO_SAFE)}?subject="
         self.sender = _ascii_address(listing.bounce_to, "`[list] bounce_to` in newsletter.toml", ConfigError)
         variant = f"[PROOF: {short_name(rendered.variant)}]" if rendered.variant else "[PROOF]"
@@ -142,19 +171,33 @@ class Composer:
         # Headers that are the same for every recipient are encoded once.
         reply_to = _ascii_address(issue.reply_to, "the draft's `reply_to`", ConfigError) if issue.reply_to else None
         from_address = _ascii_address(issue.sender.email, "the draft's `from` email", ConfigError)
-        self.signer = Signer(dkim_key, settings.dkim.selector, listing.domain, include_headers=[
-            h for h in SIGNED_HEADERS if h != b"reply-to" or reply_to]) if dkim_key and settings.dkim.selector else None
-        self.head = b"".join([
-            _mailbox("From", issue.sender.name, from_address),
-            _header("Subject", _unstructured(self.subject)),
-            *([_mailbox("Reply-To", "", reply_to)] if reply_to else []),
-            _header("List-Id", [*_phrase(listing.name), f"<{listing.id}>"]),
-        ])
-        self.tail = (f"Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
-                     f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n').encode()
+        self.signer = (
+            Signer(
+                dkim_key,
+                settings.dkim.selector,
+                listing.domain,
+                include_headers=[h for h in SIGNED_HEADERS if h != b"reply-to" or reply_to],
+            )
+            if dkim_key and settings.dkim.selector
+            else None
+        )
+        self.head = b"".join(
+            [
+                _mailbox("From", issue.sender.name, from_address),
+                _header("Subject", _unstructured(self.subject)),
+                *([_mailbox("Reply-To", "", reply_to)] if reply_to else []),
+                _header("List-Id", [*_phrase(listing.name), f"<{listing.id}>"]),
+            ]
+        )
+        self.tail = (
+            f"Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'
+        ).encode()
         self.one_click_header = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-        self.parts = (_Part("plain", rendered.text, self.boundary, escape=False),
-                      _Part("html", rendered.html, self.boundary, escape=True))
+        self.parts = (
+            _Part("plain", rendered.text, self.boundary, escape=False),
+            _Part("html", rendered.html, self.boundary, escape=True),
+        )
         self.closing = f"--{self.boundary}--\r\n".encode()
 
     def unsubscribe_links(self, address: str) -> tuple[str, str | None]:
@@ -166,8 +209,10 @@ class Composer:
         mailto = self.mailto + urllib.parse.quote("unsubscribe " + token, safe="-._~")
         one_click = f"{self.one_click_base}/{urllib.parse.quote(token, safe='-._~')}" if self.one_click_base else None
         if len(mailto) > LONGEST_URL or (one_click and len(one_click) > LONGEST_URL):
-            raise ConfigError(f"the unsubscribe links are too long for a header line (over {LONGEST_URL} characters):"
-                              " shorten `[list] unsubscribe_url` or `unsubscribe_mailto` in newsletter.toml")
+            raise ConfigError(
+                f"the unsubscribe links are too long for a header line (over {LONGEST_URL} characters):"
+                " shorten `[list] unsubscribe_url` or `unsubscribe_mailto` in newsletter.toml"
+            )
         return mailto, one_click
 
     def personal_fields(self, address: str) -> dict[str, str]:
@@ -179,11 +224,17 @@ class Composer:
         address = recipient.email if _ADDRESS.fullmatch(recipient.email) else _ascii_address(recipient.email)
         mailto, one_click = self.unsubscribe_links(address)
         message_id = self._message_id(address)
-        date = email.utils.format_datetime(datetime.now(timezone.utc).astimezone())
+        date = email.utils.format_datetime(datetime.now(UTC).astimezone())
         to = _plain_to(recipient.name, address) or _mailbox("To", recipient.name, address)
         unsubscribe = [f"<{mailto}>,", f"<{one_click}>"] if one_click else [f"<{mailto}>"]
-        personal = b"".join([to, f"Date: {date}\r\nMessage-ID: {message_id}\r\n".encode(),
-                             _header("List-Unsubscribe", unsubscribe), self.one_click_header if one_click else b""])
+        personal = b"".join(
+            [
+                to,
+                f"Date: {date}\r\nMessage-ID: {message_id}\r\n".encode(),
+                _header("List-Unsubscribe", unsubscribe),
+                self.one_click_header if one_click else b"",
+            ]
+        )
         fields = {"email": address, "unsubscribe_url": one_click or mailto}
         body = [*self.parts[0].encode(fields), *self.parts[1].encode(fields), self.closing]
         data = b"".join([self.head, personal, self.tail, b"\r\n", *body])
@@ -337,8 +388,10 @@ def _ascii_address(value: str, what: str = "a recipient's address", error: type[
     try:
         return validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
     except EmailNotValidError as exc:
-        raise error(f"`{_show(value)}` ({what}) cannot be sent to: {_show(str(exc), 200)}; correct it, then run"
-                    " `newsletter recipients check` or `newsletter check`") from None
+        raise error(
+            f"`{_show(value)}` ({what}) cannot be sent to: {_show(str(exc), 200)}; correct it, then run"
+            " `newsletter recipients check` or `newsletter check`"
+        ) from None
 
 
 def _url(value: str) -> str:
@@ -361,8 +414,10 @@ class _Part:
 
     def __init__(self, subtype: str, content: str, boundary: str, *, escape: bool) -> None:
         self.escape = escape
-        self.header = (f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
-                       f"Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode()
+        self.header = (
+            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode()
         pieces = [piece for piece in FIELDS.split(content.replace("\r\n", "\n")) if piece]
         self.items: list[bytes | tuple[str, bool]] = []
         for index, piece in enumerate(pieces):

@@ -73,9 +73,13 @@ _T_MARK, _BH_MARK = b"\x00" * _T_DIGITS, b"\x01" * 44
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 _loaded: dict[bytes, PrivateKey] = {}
-_OTHER_KINDS = [(ec.EllipticCurvePrivateKey, "an elliptic-curve (ECDSA) key"), (dsa.DSAPrivateKey, "a DSA key"),
-                (ed448.Ed448PrivateKey, "an Ed448 key"), (x25519.X25519PrivateKey, "an X25519 key"),
-                (x448.X448PrivateKey, "an X448 key")]
+_OTHER_KINDS = [
+    (ec.EllipticCurvePrivateKey, "an elliptic-curve (ECDSA) key"),
+    (dsa.DSAPrivateKey, "a DSA key"),
+    (ed448.Ed448PrivateKey, "an Ed448 key"),
+    (x25519.X25519PrivateKey, "an X25519 key"),
+    (x448.X448PrivateKey, "an X448 key"),
+]
 
 
 def load_key(data: bytes, name: str = "the DKIM key") -> PrivateKey:
@@ -94,8 +98,10 @@ def load_key(data: bytes, name: str = "the DKIM key") -> PrivateKey:
 
 
 def _read_key(data: bytes, name: str) -> PrivateKey:
-    what = ("it must be an RSA private key (2048 bits) or an Ed25519 private key in PEM form, without a password"
-            " (make one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`)")
+    what = (
+        "it must be an RSA private key (2048 bits) or an Ed25519 private key in PEM form, without a password"
+        " (make one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`)"
+    )
     text = data.strip()
     if not text:
         raise ConfigError(f"{name} is empty: {what}")
@@ -116,8 +122,10 @@ def _read_key(data: bytes, name: str) -> PrivateKey:
         raise ConfigError(f"{name} cannot be read ({reason}): {what}") from None
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < MIN_RSA_BITS:
-            raise ConfigError(f"{name} is a {key.key_size}-bit RSA key, too short to be trusted (at least"
-                              f" {MIN_RSA_BITS}; 2048 is usual): {what}")
+            raise ConfigError(
+                f"{name} is a {key.key_size}-bit RSA key, too short to be trusted (at least"
+                f" {MIN_RSA_BITS}; 2048 is usual): {what}"
+            )
         return key
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
@@ -133,13 +141,22 @@ class Signer:
     `dkim.sign`. Not thread-safe (one per Composer, as the send job uses them).
     """
 
-    def __init__(self, key: bytes, selector: str | bytes, domain: str | bytes, *,
-                 include_headers: Sequence[bytes | str] = DEFAULT_HEADERS,
-                 also: Sequence[tuple[bytes, str | bytes]] = (), name: str = "the DKIM key") -> None:
+    def __init__(
+        self,
+        key: bytes,
+        selector: str | bytes,
+        domain: str | bytes,
+        *,
+        include_headers: Sequence[bytes | str] = DEFAULT_HEADERS,
+        also: Sequence[tuple[bytes, str | bytes]] = (),
+        name: str = "the DKIM key",
+    ) -> None:
         domain_b = domain.encode("ascii", "replace") if isinstance(domain, str) else domain
         if not _DOMAIN.fullmatch(domain_b):
-            raise ConfigError(f"the DKIM domain `{domain_b.decode('ascii', 'replace')}` is not a domain name in"
-                              " ASCII (like wmchildrensservices.org.uk)")
+            raise ConfigError(
+                f"the DKIM domain `{domain_b.decode('ascii', 'replace')}` is not a domain name in"
+                " ASCII (like wmchildrensservices.org.uk)"
+            )
         headers = tuple((h.encode() if isinstance(h, str) else h).lower() for h in include_headers)
         if b"from" not in headers:
             raise ValueError("DKIM must sign the From field (RFC 6376 5.4)")
@@ -175,7 +192,7 @@ class Signer:
         head = data[: end + 2]
         if body is None:
             body_hash = _BodyHash()
-            body_hash.feed(data[end + 4:])
+            body_hash.feed(data[end + 4 :])
             digest = body_hash.digest()
         else:
             if sum(map(len, body)) != len(data) - end - 4:
@@ -242,8 +259,10 @@ class _Key:
     def __init__(self, key: PrivateKey, selector: str | bytes, domain: bytes, headers: tuple[bytes, ...]) -> None:
         selector_b = selector.encode("ascii", "replace") if isinstance(selector, str) else selector
         if not _SELECTOR.fullmatch(selector_b):
-            raise ConfigError(f"the DKIM selector `{selector_b.decode('ascii', 'replace')}` must be letters, digits,"
-                              " hyphens and dots, like news2025")
+            raise ConfigError(
+                f"the DKIM selector `{selector_b.decode('ascii', 'replace')}` must be letters, digits,"
+                " hyphens and dots, like news2025"
+            )
         self.key = key
         self.rsa = isinstance(key, rsa.RSAPrivateKey)
         self.algorithm = b"rsa-sha256" if self.rsa else b"ed25519-sha256"
@@ -258,9 +277,19 @@ class _Key:
     def tags(self, t: bytes, bh: bytes) -> list[bytes]:
         """dkimpy's tags in dkimpy's order, each as it is written (`h=` split at its colons, so it can fold)."""
         names = [b"h=" + self.headers[0]] + [part for h in self.headers[1:] for part in (b":", h)]
-        return [b"v=1;", b"a=" + self.algorithm + b";", b"c=relaxed/relaxed;", b"d=" + self.domain + b";",
-                b"i=@" + self.domain + b";", b"q=dns/txt;", b"s=" + self.selector + b";", b"t=" + t + b";",
-                *names[:-1], names[-1] + b";", b"bh=" + bh + b";"]
+        return [
+            b"v=1;",
+            b"a=" + self.algorithm + b";",
+            b"c=relaxed/relaxed;",
+            b"d=" + self.domain + b";",
+            b"i=@" + self.domain + b";",
+            b"q=dns/txt;",
+            b"s=" + self.selector + b";",
+            b"t=" + t + b";",
+            *names[:-1],
+            names[-1] + b";",
+            b"bh=" + bh + b";",
+        ]
 
     def layout(self, t: bytes, bh: bytes) -> bytes:
         """`DKIM-Signature: v=1; ...; bh=...;` folded before any word that would pass 78 characters, then
@@ -323,7 +352,7 @@ def _finish(prepared: list[tuple[_Key, bytes, bytes]]) -> bytes:
 def _fold_signature(b64: bytes) -> bytes:
     """The b= value after ` b=` on lines of at most 78 characters."""
     first = LINE - len(b" b=")
-    parts = [b64[:first]] + [b64[i:i + LINE - 1] for i in range(first, len(b64), LINE - 1)]
+    parts = [b64[:first]] + [b64[i : i + LINE - 1] for i in range(first, len(b64), LINE - 1)]
     return b"\r\n ".join(parts)
 
 
@@ -377,9 +406,9 @@ class _Piece:
             self.middle_blank = self.whole_blank = 0
             return
         self.first = raw[: start + 2]
-        self.middle, self.middle_blank = _split_blank(_canonical_lines(raw[start + 2: stop + 2]))
+        self.middle, self.middle_blank = _split_blank(_canonical_lines(raw[start + 2 : stop + 2]))
         self.whole, self.whole_blank = _split_blank(_canonical_lines(raw[: stop + 2]))
-        self.last = raw[stop + 2:]
+        self.last = raw[stop + 2 :]
 
 
 def _check_line_ends(data: bytes) -> None:
@@ -433,7 +462,7 @@ class _BodyHash:
             self.line = data
             return
         self._lines(data[: end + 2])
-        self.line = data[end + 2:]
+        self.line = data[end + 2 :]
 
     def feed_piece(self, piece: _Piece) -> None:
         if piece.last is None:  # no line end in it
@@ -454,4 +483,3 @@ class _BodyHash:
         if final.started:
             final.hash.update(_CRLF)  # the last line's end; the empty lines after it are not part of the body
         return final.hash.digest()
-

@@ -13,17 +13,18 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))  # `bench` is a folder at the root, beside `newsletter`
 
-from bench import dkim, pacing, render, scale, send  # noqa: E402
-from bench.common import Figure, Missing, Plan  # noqa: E402
+from bench import dkim, pacing, render, scale, send
+from bench.common import Figure, Missing, Plan
 
 PLAN = dataclasses.replace(Plan.tiny(), install_node=False)
 
 
-def run(benchmark) -> list[Figure]:  # noqa: ANN001
+def run(benchmark) -> list[Figure]:
     try:
         figures = benchmark(PLAN)
     except Missing as exc:
@@ -114,15 +115,22 @@ def test_the_bench_stand_in_signs_as_message_py_will() -> None:
             assert pieces is not None and b"".join(pieces) == data.split(b"\r\n\r\n", 1)[1]
     with tempfile.TemporaryDirectory() as tmp:
         pem = dkim_key(Path(tmp)).read_bytes()
-    public = serialization.load_pem_private_key(pem, None).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = (
+        serialization.load_pem_private_key(pem, None)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     settings = Settings.model_validate({"dkim": {"selector": "bench"}})
     original = message.dkim
     with dkim.captured_parts() as recent:
         message.dkim = stand_in = dkim.SigningStandIn(recent)
         try:
-            signed = [Composer(issue, render_issue(issue), settings, "k", dkim_key=pem).compose(
-                Recipient(f"r{i}@walsall.example.org", "Zoë Okafor", "walsall")).data for i in range(3)]
+            signed = [
+                Composer(issue, render_issue(issue), settings, "k", dkim_key=pem)
+                .compose(Recipient(f"r{i}@walsall.example.org", "Zoë Okafor", "walsall"))
+                .data
+                for i in range(3)
+            ]
         finally:
             message.dkim = original
     assert stand_in.with_pieces == 3

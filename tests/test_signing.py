@@ -14,12 +14,12 @@ import re
 
 import dkim
 import pytest
-from conftest import DRAFTS
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from dkim.canonicalization import CanonicalizationPolicy
 from dkim.util import parse_tag_value
 
+from conftest import DRAFTS
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
 from newsletter.load import load_draft
@@ -32,15 +32,19 @@ DOMAIN = "wmchildrensservices.org.uk"
 HEADERS = [h for h in SIGNED_HEADERS if h != b"reply-to"]
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ED_KEY = ed25519.Ed25519PrivateKey.generate()
-RSA_PEM = RSA_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
-ED_PEM = ED_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())
+RSA_PEM = RSA_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+)
+ED_PEM = ED_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+)
 RECORDS = {
-    f"news2025._domainkey.{DOMAIN}.".encode(): b"v=DKIM1; k=rsa; p=" + base64.b64encode(RSA_KEY.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)),
-    f"ed2025._domainkey.{DOMAIN}.".encode(): b"v=DKIM1; k=ed25519; p=" + base64.b64encode(ED_KEY.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw)),
+    f"news2025._domainkey.{DOMAIN}.".encode(): b"v=DKIM1; k=rsa; p="
+    + base64.b64encode(
+        RSA_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ),
+    f"ed2025._domainkey.{DOMAIN}.".encode(): b"v=DKIM1; k=ed25519; p="
+    + base64.b64encode(ED_KEY.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)),
 }
 ISSUE = load_draft(DRAFTS[-1]).issue
 RENDERED = render(ISSUE)
@@ -62,7 +66,7 @@ def verified(message: bytes, index: int = 0) -> bool:
         return False
 
 
-def composed(name: str = "Siân O'Neil-Ğüneş, \"Ops\"", address: str = "sian.oneil@walsall.example.org") -> bytes:
+def composed(name: str = 'Siân O\'Neil-Ğüneş, "Ops"', address: str = "sian.oneil@walsall.example.org") -> bytes:
     """A real message from the product's Composer (no DKIM of its own), for the signer to sign."""
     return Composer(ISSUE, RENDERED, SETTINGS, "k").compose(Recipient(address, name, "walsall")).data
 
@@ -70,7 +74,7 @@ def composed(name: str = "Siân O'Neil-Ğüneş, \"Ops\"", address: str = "sian.
 LONG_NAME = "Åsa Þórsdóttir-Ñúñez de la Peña y Çelik, Head of Safeguarding Partnerships and Quality Assurance"
 
 
-@pytest.mark.parametrize("name", ["Priya Sharma", "Siân O'Neil-Ğüneş, \"Ops\"", LONG_NAME, "Zoë =?utf-8?q?x?="])
+@pytest.mark.parametrize("name", ["Priya Sharma", 'Siân O\'Neil-Ğüneş, "Ops"', LONG_NAME, "Zoë =?utf-8?q?x?="])
 def test_rsa_signature_verifies_with_dkimpy_on_real_messages(name: str) -> None:
     data = composed(name)
     head = data.split(b"\r\n\r\n", 1)[0]
@@ -133,8 +137,9 @@ def test_the_signature_is_dkimpys_byte_for_byte(monkeypatch: pytest.MonkeyPatch)
     """RSA PKCS#1 v1.5 is deterministic: for the same time, fields and canonical form, b= must be dkimpy's."""
     data = composed(LONG_NAME)
     monkeypatch.setattr(dkim.time, "time", lambda: 1_790_000_000.5)
-    theirs = dkim.sign(data, b"news2025", DOMAIN.encode(), RSA_PEM, include_headers=HEADERS,
-                       canonicalize=(b"relaxed", b"relaxed"))
+    theirs = dkim.sign(
+        data, b"news2025", DOMAIN.encode(), RSA_PEM, include_headers=HEADERS, canonicalize=(b"relaxed", b"relaxed")
+    )
     ours = Signer(RSA_PEM, "news2025", DOMAIN, include_headers=HEADERS).sign(data, now=1_790_000_000.5)
     tags = {k: re.sub(rb"\s+", b" ", v) for k, v in parse_tag_value(ours.split(b":", 1)[1]).items()}
     their_tags = {k: re.sub(rb"\s+", b" ", v) for k, v in parse_tag_value(theirs.split(b":", 1)[1]).items()}
@@ -150,23 +155,30 @@ def test_body_pieces_reused_across_readers_give_the_same_signatures() -> None:
     Sign each with one Signer given the pieces, and with a fresh one given the bytes only: the same fields.
     """
     rng = random.Random(12)
-    fixed = [b"--b\r\nContent-Type: text/plain\r\n\r\nDear reader,  \r\n\tindented\t line \r\nsoft=\r\n",
-             b" and the rest of a line that started in the reader's own piece  \r\n" * 40,
-             b"=\r\n", b"\r\n--b--\r\n", b"\r\n\r\n  \r\n"]
+    fixed = [
+        b"--b\r\nContent-Type: text/plain\r\n\r\nDear reader,  \r\n\tindented\t line \r\nsoft=\r\n",
+        b" and the rest of a line that started in the reader's own piece  \r\n" * 40,
+        b"=\r\n",
+        b"\r\n--b--\r\n",
+        b"\r\n\r\n  \r\n",
+    ]
     signer = Signer(RSA_PEM, "news2025", DOMAIN, include_headers=HEADERS)
     for reader in range(12):
         own = [f"reader{reader}@example.org".encode(), b"x" * rng.randint(0, 90) + b"  \t ", b"\r\n" * (reader % 3)]
         body = [fixed[0], own[0], fixed[1], own[1], fixed[2], own[2], fixed[3], fixed[4]]
-        head = (f"From: Team <team@{DOMAIN}>\r\nTo: r{reader}@example.org\r\nSubject: Issue\r\n"
-                f"Date: Fri, 19 Sep 2025 09:00:00 +0100\r\nMessage-ID: <{reader}@x>\r\nMIME-Version: 1.0\r\n"
-                "Content-Type: text/plain\r\n\r\n").encode()
+        head = (
+            f"From: Team <team@{DOMAIN}>\r\nTo: r{reader}@example.org\r\nSubject: Issue\r\n"
+            f"Date: Fri, 19 Sep 2025 09:00:00 +0100\r\nMessage-ID: <{reader}@x>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
         data = head + b"".join(body)
         with_pieces = signer.sign(data, body, now=1_790_000_000)
         fresh = Signer(RSA_PEM, "news2025", DOMAIN, include_headers=HEADERS).sign(data, now=1_790_000_000)
         assert with_pieces == fresh
         assert verified(with_pieces + data)
-        expected = hashlib.sha256(CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_body(
-            b"".join(body))).digest()
+        expected = hashlib.sha256(
+            CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_body(b"".join(body))
+        ).digest()
         assert base64.b64encode(expected) in with_pieces.replace(b"\r\n ", b"")
     with pytest.raises(ValueError, match="pieces"):
         signer.sign(data, body[:-1])
@@ -215,24 +227,42 @@ def test_bare_line_ends_are_refused() -> None:
 
 def test_a_key_dkimpy_made_for_ed25519_is_read() -> None:
     needs_nacl()
-    raw = ED_KEY.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                               serialization.NoEncryption())
+    raw = ED_KEY.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     data = composed()
     message = Signer(base64.b64encode(raw) + b"\n", "ed2025", DOMAIN, include_headers=HEADERS).sign(data) + data
     assert verified(message)
 
 
-@pytest.mark.parametrize(("key", "says"), [
-    (b"", "is empty"),
-    (b"not a key at all", "not a private key in PEM form"),
-    (b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n", "cannot be read"),
-    (RSA_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                           serialization.BestAvailableEncryption(b"pw")), "protected by a password"),
-    (ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), "elliptic-curve (ECDSA) key, which DKIM does not sign with"),
-    (RSA_KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-     "cannot be read"),
-])
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        (b"", "is empty"),
+        (b"not a key at all", "not a private key in PEM form"),
+        (b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n", "cannot be read"),
+        (
+            RSA_KEY.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"pw"),
+            ),
+            "protected by a password",
+        ),
+        (
+            ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            "elliptic-curve (ECDSA) key, which DKIM does not sign with",
+        ),
+        (
+            RSA_KEY.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            "cannot be read",
+        ),
+    ],
+)
 def test_a_key_that_cannot_sign_is_one_clear_config_error(key: bytes, says: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Signer(key, "news2025", DOMAIN, name="the DKIM key /etc/newsletter/dkim.pem")
@@ -253,8 +283,9 @@ def test_selector_and_domain_are_checked() -> None:
 
 def test_the_composers_messages_for_many_readers_all_verify() -> None:
     """Through the product's Composer (whatever it signs with): one variant, several readers, each verifies."""
-    settings = Settings.model_validate({"list": {"unsubscribe_url": "https://updates.wmchildrensservices.org.uk/u"},
-                                        "dkim": {"selector": "news2025"}})
+    settings = Settings.model_validate(
+        {"list": {"unsubscribe_url": "https://updates.wmchildrensservices.org.uk/u"}, "dkim": {"selector": "news2025"}}
+    )
     composer = Composer(ISSUE, RENDERED, settings, "k", dkim_key=RSA_PEM)
     for index, name in enumerate(["Priya Sharma", LONG_NAME, "Okafor, Daniel", "Zoë Lambert", "Priya Sharma"]):
         message = composer.compose(Recipient(f"reader.{index}@walsall.example.org", name, "walsall")).data
@@ -263,7 +294,7 @@ def test_the_composers_messages_for_many_readers_all_verify() -> None:
 
 
 def test_a_key_is_read_once_per_process() -> None:
-    """OpenSSL checks an RSA key for ~50 ms as it reads it: sixteen variants' Composers must not pay it sixteen times."""
+    """OpenSSL checks an RSA key for ~50 ms as it reads it: sixteen variants' Composers must not pay it 16 times."""
     from newsletter.signing import load_key
 
     assert load_key(RSA_PEM) is load_key(RSA_PEM)
