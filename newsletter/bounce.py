@@ -40,12 +40,13 @@ import functools
 import quopri
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypedDict
 from urllib.parse import unquote
 
 from flufl.bounce import all_failures
 
-from newsletter.unsubscribe import BadToken, read_token
+from newsletter.errors import BadToken
+from newsletter.unsubscribe import read_token
 
 Kind = Literal["hard_bounce", "soft_bounce", "delayed", "unsubscribe", "auto_reply", "unknown"]
 KINDS: tuple[Kind, ...] = ("hard_bounce", "soft_bounce", "delayed", "unsubscribe", "auto_reply", "unknown")
@@ -62,6 +63,13 @@ class Failure:
     """The Final-Recipient, when it differs from `address` (an alias or forward)."""
     delayed: bool = False
     """A warning that the relay is still trying (Action: delayed): not a failure yet. `kind` is then soft."""
+
+
+class _Common(TypedDict):
+    """What every classification of one message carries, whatever it found."""
+
+    subject: str
+    message_id: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,7 +172,7 @@ def _classify(msg: email.message.Message, raw: bytes, secret: str | None, domain
     subject = _header(msg, "subject")
     own_id = _header(msg, "message-id").strip()
     issue = find_issue(msg, raw, domain)
-    common = {"subject": subject, "message_id": own_id}
+    common: _Common = {"subject": subject, "message_id": own_id}
 
     failures, reported = _dsn_failures(msg)
     if not failures and not reported and _looks_like_bounce(msg):
@@ -460,7 +468,8 @@ def _notice_text(msg: email.message.Message) -> str:
             return  # the returned message or headers, and the machine-readable report parts
         if part.is_multipart():
             for sub in part.get_payload():
-                visit(sub)
+                if isinstance(sub, email.message.Message):
+                    visit(sub)
         elif content_type == "text/plain" or (content_type == "text/html" and not texts):
             text = _text(part)
             if content_type == "text/html":
@@ -568,7 +577,7 @@ def _header(msg: email.message.Message, name: str) -> str:
 
 def _text(part: email.message.Message) -> str:
     payload = part.get_payload(decode=True)
-    if payload is None:
+    if not isinstance(payload, bytes):  # None: nothing to decode
         value = part.get_payload()
         return value if isinstance(value, str) else ""
     charset = part.get_content_charset() or "utf-8"

@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Timezone
+from icalendar import Calendar, Timezone, TimezoneDaylight, TimezoneStandard
 from icalendar import Event as VEvent
 
 from newsletter.config import Settings
@@ -120,7 +120,7 @@ def _named(issue: Issue) -> list[tuple[str, Event, Session]]:
     for name, members in groups.items():
         if len(members) == 1:
             continue
-        times = [pairs[i][1].start.strftime("%H%M") if pairs[i][1].start else "all-day" for i in members]
+        times = [start.strftime("%H%M") if (start := pairs[i][1].start) else "all-day" for i in members]
         suffixes = times if len(set(times)) == len(times) else [str(n) for n in range(1, len(members) + 1)]
         for i, suffix in zip(members, suffixes, strict=True):
             names[i] = f"{name}-{suffix}"
@@ -197,7 +197,8 @@ def _correct_onsets(vtimezone: Timezone, zone: ZoneInfo) -> None:
     an hour late. Each onset is set here from the instant the offset really changes, found in UTC;
     where icalendar is already right this changes nothing.
     """
-    for observance in (*vtimezone.standard, *vtimezone.daylight):
+    observances: list[TimezoneStandard | TimezoneDaylight] = [*vtimezone.standard, *vtimezone.daylight]
+    for observance in observances:
         before, after = observance.TZOFFSETFROM, observance.TZOFFSETTO
         if before == after:
             continue  # the observance in force at the start of the range, not a change
@@ -250,4 +251,5 @@ def _ics(issue: Issue, event: Event, session: Session, filename: str, settings: 
         for vtimezone in calendar.timezones:
             _correct_onsets(vtimezone, ZoneInfo(vtimezone.tz_name))
     calendar.validate()
-    return calendar.to_ical()
+    ical: bytes = calendar.to_ical()
+    return ical

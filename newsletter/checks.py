@@ -14,7 +14,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from markdown_it.token import Token
@@ -64,6 +64,13 @@ def check(draft: Draft, html_size: int | None = None) -> list[Problem]:
 
 # ---------------------------------------------------------------------------------------------------------
 # The text of a draft, with where each piece is
+
+
+class _At(TypedDict):
+    """Where in a piece of text a problem is: `Draft.problem`'s `offset` and `found`."""
+
+    offset: int | None
+    found: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,7 +400,7 @@ def check_weekdays(draft: Draft) -> Iterator[Problem]:
                 month = _MONTH_WORDS[match["month"].lower()]
                 year = int(match["year"]) if match["year"] else guess_year(draft.issue.month, month)
                 day = int(match["day"])
-                where = {"offset": match.start(), "found": match.group().split("\n")[0]}
+                where: _At = {"offset": match.start(), "found": match.group().split("\n")[0]}
                 try:
                     date = dt.date(year, month, day)
                 except ValueError:
@@ -492,7 +499,7 @@ def _is_address(text: str) -> bool:
 def check_link_text(draft: Draft) -> Iterator[Problem]:
     """Link words that say nothing out of context ("click here"), or a bare web address."""
     for link in anchors(draft):
-        where = {"offset": link.offset, "found": link.found}
+        where: _At = {"offset": link.offset, "found": link.found}
         if not link.text.strip():
             yield draft.problem(
                 link.path,
@@ -591,7 +598,7 @@ def check_link_scheme(draft: Draft) -> Iterator[Problem]:
         if is_placeholder(url.url):
             continue  # the placeholder warning already asks for the real address
         scheme = urlsplit(url.url.strip()).scheme.lower()
-        where = {"offset": url.offset, "found": url.found}
+        where: _At = {"offset": url.offset, "found": url.found}
         if scheme == "http":
             yield draft.problem(url.path, "this link starts with http://: use the https:// address", **where)
         elif not scheme:
@@ -778,8 +785,8 @@ def check_repeated_links(draft: Draft) -> Iterator[Problem]:
     for piece in texts(draft):
         if piece.kind == "markdown" and len(piece.path) > 3:
             inline = found_in_text.setdefault(piece.path[:3], {})
-            for link in scan_markdown(piece.text).links:
-                inline.setdefault(_same_address(link.url), (piece.path, link))
+            for written in scan_markdown(piece.text).links:
+                inline.setdefault(_same_address(written.url), (piece.path, written))
     for path, link in link_fields(draft):
         first = found_in_text.get(path[:3], {}).get(_same_address(link.url))
         if first is not None:

@@ -29,8 +29,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.config import ConfigError, Settings, TransportSettings, load_settings
-from newsletter.errors import NewsletterError, OutputError
+from newsletter.config import Settings, TransportSettings, load_settings
+from newsletter.errors import ConfigError, NewsletterError, OutputError, SpamAssassinMissing
 from newsletter.ledger import Ledger
 from newsletter.load import Draft, DraftError, Problem, load_draft
 from newsletter.recipients import Authority, ListSummary, Recipient, gather, load_authorities, valid_address
@@ -202,7 +202,7 @@ def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -
     from newsletter.archive import published
     from newsletter.message import Composer
     from newsletter.render import render
-    from newsletter.spam import SpamAssassinMissing, score
+    from newsletter.spam import score
 
     authority = next(iter(known.values()))
     composer = Composer(
@@ -241,7 +241,10 @@ def content_warnings(
     from newsletter.render import identity_problems, render
 
     targeted = {slug for section in draft.issue.sections for slug in section.audience or []}
-    sizes = [render(draft.issue, known.get(slug), settings=settings).size for slug in [None, *sorted(targeted)]]
+    sizes = [
+        render(draft.issue, known.get(slug) if slug else None, settings=settings).size
+        for slug in [None, *sorted(targeted)]
+    ]
     return sorted(
         check_content(draft, max(sizes)) + check_attachments_published(draft, settings.list.archive_url),
         key=lambda p: (p.line, p.column),
@@ -840,10 +843,11 @@ def proof(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send "[PROOF]" copies to a few people: one per different variant, or one authority's. No ledger, no lists."""
-    from email_validator import EmailNotValidError, validate_email
+    from email_validator import EmailNotValidError
 
     from newsletter.archive import published
     from newsletter.message import Composer
+    from newsletter.model import ascii_address
     from newsletter.render import render
     from newsletter.send import preflight
     from newsletter.transport import opener
@@ -853,7 +857,7 @@ def proof(
     if authority is not None:
         known_authority(authority, known)
     try:
-        addresses = [validate_email(a, check_deliverability=False, allow_smtputf8=False).ascii_email for a in to]
+        addresses = [ascii_address(a) for a in to]
     except EmailNotValidError as exc:
         errors.print(f"Not an email address: {exc}")
         raise typer.Exit(2) from None

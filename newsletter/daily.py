@@ -258,7 +258,7 @@ class Run:
                 key=lambda kv: list(self.names).index(kv[0]) if kv[0] in self.names else len(self.names),
             )
         ]
-        rows.append(("All", *(sum(r[i] for r in rows) for i in (1, 2, 3))))
+        rows.append(("All", sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[3] for r in rows)))
         width = max(len(r[0]) for r in rows)
         part.append(f"  {'Authority':<{width}}  " + "  ".join(f"{h:>7}" for h in heads))
         part += [f"  {name:<{width}}  " + "  ".join(f"{n:>7,}" for n in numbers) for name, *numbers in rows]

@@ -36,9 +36,9 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import BadToken, NewsletterError
 from newsletter.ledger import Ledger
-from newsletter.unsubscribe import MAX_AGE, BadToken, read_token
+from newsletter.unsubscribe import MAX_AGE, read_token
 
 UNSUBSCRIBED = "unsubscribed"
 SOURCE = "web"

@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from newsletter.bounce import KINDS, Classified, Failure, Kind, classify, short
@@ -249,7 +249,7 @@ class ImapSource(Source):
     def messages(self) -> Iterator[tuple[str, bytes]]:
         imap = self._connected()
         with self._guard("listing the messages"):
-            typ, data = imap.uid("SEARCH", None, "UNDELETED")
+            typ, data = imap.uid("SEARCH", "UNDELETED")  # no charset: imaplib would drop a None here anyway
         if typ != "OK":
             raise InboxError(f"{self.host} would not list the messages: {_said(data)}")
         for uid in (data[0] or b"").split():
@@ -337,7 +337,7 @@ class ImapSource(Source):
             ) from None
 
 
-def _literal(data: list, uid: str) -> bytes | None:
+def _literal(data: list[Any], uid: str) -> bytes | None:
     """The message bytes of a FETCH response, checked against the size the server announced."""
     for item in data:
         if not isinstance(item, tuple) or len(item) < 2:
@@ -346,7 +346,7 @@ def _literal(data: list, uid: str) -> bytes | None:
         size = re.search(r"BODY\[\]\s*\{(\d+)\}", head, re.IGNORECASE)
         if size is None:
             continue
-        body = item[1]
+        body: bytes = item[1]
         if len(body) != int(size.group(1)):
             raise InboxError(
                 f"message UID {uid} arrived cut short ({len(body)} of {size.group(1)} bytes): the connection was lost"

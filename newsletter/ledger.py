@@ -149,7 +149,7 @@ class Ledger:
         """Add recipients not yet in the ledger for this issue; returns how many were new."""
         added = 0
         now = time.time()
-        chunk: list[tuple] = []
+        chunk: list[tuple[object, ...]] = []
 
         def flush() -> int:
             with self._transaction():
@@ -213,6 +213,7 @@ class Ledger:
     def next_retry(self, issue: str, only: Collection[str] | None = None) -> float | None:
         """When the earliest deferred row may be tried again; None when nothing is waiting."""
         where, args = _only(only)
+        when: float | None
         (when,) = self.db.execute(
             f"SELECT min(next_try) FROM deliveries WHERE issue = ? AND status = 'deferred' {where}", (issue, *args)
         ).fetchone()
@@ -258,6 +259,7 @@ class Ledger:
     def sent_since(self, since: float) -> int:
         """Messages handed to the relay since a time, every issue: the daily cap counts these (not rows
         marked as sent by hand, which never went through it)."""
+        count: int
         (count,) = self.db.execute(
             "SELECT count(*) FROM deliveries WHERE status = 'sent' AND updated >= ? AND attempts > 0", (since,)
         ).fetchone()
@@ -285,6 +287,7 @@ class Ledger:
 
     def newest_issue(self) -> str | None:
         """The newest issue this ledger has started: the unattended job never sends one older than it."""
+        newest: str | None
         (newest,) = self.db.execute("SELECT max(issue) FROM deliveries").fetchone()
         return newest
 
@@ -313,11 +316,13 @@ class Ledger:
         )
 
     def previous_issue(self, issue: str) -> str | None:
+        previous: str | None
         (previous,) = self.db.execute("SELECT max(issue) FROM deliveries WHERE issue < ?", (issue,)).fetchone()
         return previous
 
     def issue_started(self, issue: str | None) -> float | None:
         """When the first message of an issue went out."""
+        started: float | None
         (started,) = self.db.execute("SELECT min(sent_at) FROM deliveries WHERE issue = ?", (issue,)).fetchone()
         return started
 

@@ -588,7 +588,7 @@ class _Shapes:
     def relocate(self, loc: Path_) -> Path_:
         """Where a value the model found at `loc` really is in the file."""
         if len(loc) >= 4 and loc[0] == "sections" and loc[1] in self.moved:
-            kind, keys = self.moved[loc[1]]  # type: ignore[index]
+            kind, keys = self.moved[loc[1]]
             if loc[2] == kind and loc[3] in keys:
                 return (*loc[:2], *loc[3:])
         return loc
@@ -655,11 +655,11 @@ def _section_shapes(path: Path, tree: CommentedMap) -> _Shapes:
             continue
         if not found:
             line, column = position(tree, (*at, keys[0]), key=True)
-            guess = difflib.get_close_matches(keys[0], SECTION_KINDS, n=1)
+            close = difflib.get_close_matches(keys[0], SECTION_KINDS, n=1)
             fits = [k for k in SECTION_KINDS if set(keys) <= set(fields_at((k,)))]
             hint = (
-                f"did you mean `{guess[0]}:`?"
-                if guess
+                f"did you mean `{close[0]}:`?"
+                if close
                 else f"for these fields, write `- {fits[0]}:` on its own line and indent them under it"
                 if len(fits) == 1
                 else f"write the kind ({kinds}) with a colon on its own line, and indent the fields under it"

@@ -47,13 +47,22 @@ Markdown = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)
 """Paragraphs in Markdown: blank line between paragraphs, `- ` for bullets, `[text](url)` for links."""
 
 
+def ascii_address(value: str) -> str:
+    """`value` checked and in the form SMTP without SMTPUTF8 carries: the domain as IDNA A-labels (xn--...).
+    EmailNotValidError for anything else, a non-ASCII part before the @ included."""
+    checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    if checked.ascii_email is None:  # only when SMTPUTF8 would be needed, which allow_smtputf8=False refuses first
+        raise EmailNotValidError(f"{value} needs SMTPUTF8")
+    return checked.ascii_email
+
+
 def _email(value: Any) -> str:
     """An address as it goes into headers and the envelope: ASCII, an internationalised domain as IDNA
     A-labels (xn--...); an address with non-ASCII before the @ is refused (it would need SMTPUTF8)."""
     if not isinstance(value, str):
         raise PydanticCustomError("email", "an email address is text like name@organisation.gov.uk")
     try:
-        return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).ascii_email
+        return ascii_address(value.strip())
     except EmailNotValidError as exc:
         raise PydanticCustomError(
             "email", "`{value}` is not a valid email address ({reason})", {"value": value, "reason": str(exc)}
@@ -414,6 +423,6 @@ class Issue(Strict):
         """What the masthead, the page title and the archive index call this issue: `edition`, else the month."""
         return self.edition or self.month_label
 
-    def for_authority(self, slug: str | None) -> list[SectionBase]:
+    def for_authority(self, slug: str | None) -> list[Section]:
         """The sections one authority's readers see; None is the everyone-only variant (web archive)."""
         return [s for s in self.sections if s.audience is None or (slug is not None and slug in s.audience)]

@@ -24,10 +24,11 @@ from typing import BinaryIO, Literal
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, ValidationError
-from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from newsletter.errors import ListError
-from newsletter.model import Line, Slug
+from newsletter.model import Line, Slug, ascii_address
 
 Severity = Literal["error", "warning", "note"]
 
@@ -658,7 +659,7 @@ def address(raw: str) -> str:
         and raw.rsplit(".", 1)[1].lower() not in SPECIAL_USE_DOMAIN_NAMES
     ):
         return raw.lower()
-    return validate_email(raw, check_deliverability=False, allow_smtputf8=False).ascii_email.lower()
+    return ascii_address(raw).lower()
 
 
 def valid_address(raw: str) -> str:

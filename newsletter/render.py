@@ -37,7 +37,7 @@ from newsletter import markdown
 from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.load import Problem
-from newsletter.model import Attachment, Issue, Person, Session
+from newsletter.model import Attachment, Image, Issue, Person, Section, Session
 from newsletter.recipients import Authority
 
 if TYPE_CHECKING:
@@ -351,7 +351,7 @@ def _missing(issue: Issue, member: Rendered, everyone: Rendered, settings: Setti
         yield "the title as a live-text heading (<h1>)"
     if any(img.get("alt") is None for img in document.iter("img")):
         yield "the alt text of a picture"
-    headings = [s.heading for s in issue.sections if getattr(s, "heading", None)]
+    headings = [s.heading for s in issue.sections if not isinstance(s, Image) and s.heading]
     for rendered, part in ((member, "HTML part"), (everyone, "web page")):
         visible = " ".join(lxml.html.document_fromstring(rendered.html).text_content().split())
         for heading in headings:
@@ -372,14 +372,16 @@ def anchor(number: int) -> str:
     return f"section-{number}"
 
 
-def contents(issue: Issue, sections: list) -> list[tuple[str, str]]:
+def contents(issue: Issue, sections: list[Section]) -> list[tuple[str, str]]:
     """The "In this issue" list of a variant, as (anchor, heading); empty when it has none.
 
     `contents: true` always gives one, `false` never; without it, a variant with CONTENTS_FROM or more
     headed parts (sections with a heading, and the documents) gets one.
     """
     entries = [
-        (anchor(n), section.heading) for n, section in enumerate(sections, 1) if getattr(section, "heading", None)
+        (anchor(n), section.heading)
+        for n, section in enumerate(sections, 1)
+        if not isinstance(section, Image) and section.heading
     ]
     if issue.attachments:
         entries.append((DOCUMENTS_ANCHOR, DOCUMENTS_HEADING))
@@ -487,7 +489,7 @@ def to_html(source: str) -> str:
         raise RenderError(f"MJML could not be rendered: {exc}") from None
     # premailer keeps a doctype only when it matches lxml's spelling exactly.
     page = re.sub(r"^<!doctype html>", "<!DOCTYPE html>", page, flags=re.IGNORECASE)
-    inlined = Premailer(
+    inlined: str = Premailer(
         page,
         keep_style_tags=True,  # media queries must stay in <style>: they make the columns responsive
         strip_important=False,

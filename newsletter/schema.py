@@ -172,7 +172,8 @@ def draft_schema() -> dict[str, Any]:
         **schema,
         "definitions": defs,
     }
-    return _draft07(schema)
+    converted: dict[str, Any] = _draft07(schema)
+    return converted
 
 
 def _describe(name: str, definition: dict[str, Any]) -> None:

@@ -236,7 +236,8 @@ class Job:
         """Ctrl-C or SIGTERM: finish the hand-offs in flight, send nothing more; a second one stops at once."""
         if self.stop.is_set() and not self.cancelled:
             self.cancelled = True
-            self.task.cancel()
+            if self.task is not None:
+                self.task.cancel()
         self.outcome.stopped = self.outcome.stopped or "interrupted"
         self.stop.set()
 
