@@ -1,9 +1,9 @@
-# The two entry points the README starts with: `make run` (the main job) and `make test`.
+# The entry points the README starts with: `make run` (the main job), `make test`, and `make lint` (CI runs both).
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup system run test
+.PHONY: setup system run lint test
 
 $(BIN)/newsletter: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ run: setup
 	$(BIN)/newsletter recipients check
 	$(BIN)/newsletter render drafts/2025-09.yaml --out out/2025-09
 	$(BIN)/newsletter send drafts/2025-09.yaml
+
+# What CI checks before the tests (versions pinned in pyproject.toml's test extras; settings there too).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: setup system
 	$(BIN)/pytest
