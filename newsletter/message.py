@@ -38,11 +38,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, ListError, NewsletterError
-from newsletter.model import Issue
+from newsletter.model import Issue, ascii_address
 from newsletter.render import PERSONAL, Rendered, short_name
 from newsletter.signing import Signer
 from newsletter.unsubscribe import make_token
@@ -386,7 +386,7 @@ def _ascii_address(value: str, what: str = "a recipient's address", error: type[
     if _ADDRESS.fullmatch(value):
         return value
     try:
-        return validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
+        return ascii_address(value)
     except EmailNotValidError as exc:
         raise error(
             f"`{_show(value)}` ({what}) cannot be sent to: {_show(str(exc), 200)}; correct it, then run"

@@ -373,7 +373,7 @@ def _canonical_lines(data: bytes) -> bytes:
     spaces before CRLF removed, runs of two or more spaces made one (tests hold it equal to dkimpy's).
     """
     if b"\t" in data:
-        return compress_whitespace(strip_trailing_whitespace(data))
+        return bytes(compress_whitespace(strip_trailing_whitespace(data)))  # dkimpy is untyped
     if b" \r\n" in data:
         data = _SPACES_AT_END.sub(b"\r\n", data)
     if b"  " in data:
@@ -465,8 +465,8 @@ class _BodyHash:
         self.line = data[end + 2 :]
 
     def feed_piece(self, piece: _Piece) -> None:
-        if piece.last is None:  # no line end in it
-            self.feed(piece.raw)
+        if piece.first is None or piece.middle is None or piece.whole is None or piece.last is None:
+            self.feed(piece.raw)  # no line end in it
         elif self.line:
             self._lines(self.line + piece.first)
             self._emit(piece.middle, piece.middle_blank)
