@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup system run lint test
+.PHONY: setup system run lint test floors
 
 $(BIN)/newsletter: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ lint: setup
 
 test: setup system
 	$(BIN)/pytest
+
+# The tests again on the lowest versions pyproject.toml allows (.ci/floors.txt), in a venv of their own.
+floors: system
+	PIP_CONSTRAINT=$(CURDIR)/.ci/floors.txt $(MAKE) test VENV=.venv-floors

@@ -20,10 +20,14 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from conftest import ROOT
 
@@ -151,3 +155,19 @@ def test_the_wheel_installed_outside_the_checkout_runs_an_issue(dist: Path, tmp_
     message = email.message_from_bytes(sent[0].read_bytes(), policy=email.policy.default)
     assert "Northshire Bulletin" in str(message["Subject"])
     assert {part.get_content_type() for part in message.walk()} >= {"text/plain", "text/html"}
+
+
+def test_the_floors_ci_installs_are_the_lower_bounds_in_pyproject() -> None:
+    """`make floors` (CI) runs the tests on .ci/floors.txt: it must pin every runtime dependency at the lowest
+    version pyproject.toml allows, or a floor could be raised in one place and go untested."""
+    bounds = {}
+    for line in tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]:
+        requirement = Requirement(line)
+        (floor,) = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        bounds[canonicalize_name(requirement.name)] = Version(floor)
+    pinned = {}
+    for line in (ROOT / ".ci" / "floors.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pinned[canonicalize_name(name)] = Version(version)
+    assert pinned == bounds
