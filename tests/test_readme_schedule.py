@@ -10,6 +10,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def deployment(tmp_path: Path) -> tuple[Path, Path, str]:
     """/srv/newsletter and /etc/newsletter/env in miniature: the venv, newsletter.toml, an issue due today."""
     workdir = tmp_path / "srv"
     (workdir / "drafts").mkdir(parents=True)
-    (workdir / ".venv").symlink_to(ROOT / ".venv")
+    (workdir / ".venv").symlink_to(sys.prefix)  # the venv running the tests (.venv, or make floors' own)
     (workdir / "newsletter.toml").write_text(
         f'recipients = "{ROOT / "recipients"}"\nnotify = ["{TEAM}"]\n', encoding="utf-8"
     )  # the outbox, by default
