@@ -215,14 +215,17 @@ class Job:
         for slug in self.only or self.authorities:
             if slug in waiting:
                 self._composer(slug)
-        queue: asyncio.Queue[Row] = asyncio.Queue(maxsize=self.settings.transport.connections * 2)
+        queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self.settings.transport.connections * 2)
         self.task = asyncio.current_task()
         try:
             async with asyncio.TaskGroup() as group:
                 workers = [group.create_task(self._worker(queue)) for _ in range(self.settings.transport.connections)]
                 await self._produce(queue)
-                for worker in workers:  # idle now, waiting for a row that will not come
-                    worker.cancel()
+                # Everything queued is done, so the queue is empty: one "no more" each. Not a cancel: Python
+                # 3.11's wait_for can swallow a cancel that lands while a worker is still connecting, and that
+                # worker would then wait on the queue for ever.
+                for _ in workers:
+                    queue.put_nowait(None)
         except* NewsletterError as group:
             raise group.exceptions[0] from None
         except* asyncio.CancelledError:
@@ -249,7 +252,7 @@ class Job:
             if status in ("pending", "deferred")
         )
 
-    async def _produce(self, queue: asyncio.Queue[Row]) -> None:
+    async def _produce(self, queue: asyncio.Queue[Row | None]) -> None:
         while not self.stop.is_set():
             after = ""
             while not self.stop.is_set():
@@ -268,10 +271,9 @@ class Job:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=max(retry_at - time.time(), 0) + 0.01)
 
-    async def _worker(self, queue: asyncio.Queue[Row]) -> None:
+    async def _worker(self, queue: asyncio.Queue[Row | None]) -> None:
         async with self.open_transport() as transport:
-            while True:
-                row = await queue.get()
+            while (row := await queue.get()) is not None:
                 try:
                     if not self.stop.is_set():
                         await self._hand_off(transport, row)
@@ -279,10 +281,6 @@ class Job:
                     queue.task_done()
 
     async def _hand_off(self, transport: Transport, row: Row) -> None:
-        if self.cap_left is not None and self.cap_left <= 0:
-            self.outcome.stopped = "daily cap"
-            self.stop.set()
-            return
         try:
             message = self._composer(row.authority).compose(row)
         except ListError as exc:  # this one reader's stored address or name cannot be written: fail them only
@@ -292,11 +290,17 @@ class Job:
             await self.pacer.wait()
         if self.stop.is_set():
             return
+        if self.cap_left is not None:  # checked and taken with no await between: N workers never overshoot
+            if self.cap_left <= 0:
+                self.outcome.stopped = "daily cap"
+                self.stop.set()
+                return
+            self.cap_left -= 1
         if not self.ledger.sending(self.issue.issue, row.email, message.message_id):
             self.outcome.skipped += 1  # suppressed since it was queued, or another job has it
+            if self.cap_left is not None:
+                self.cap_left += 1
             return
-        if self.cap_left is not None:
-            self.cap_left -= 1
         result = await transport.deliver(message)
         self._record(row, result)
         if result.status != "sent" and self.cap_left is not None:
