@@ -56,6 +56,14 @@ CREATE TABLE IF NOT EXISTS bounces (
     received REAL NOT NULL,
     PRIMARY KEY (email, issue)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS signups (
+    email     TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    authority TEXT NOT NULL,
+    consent   TEXT NOT NULL,
+    confirmed REAL NOT NULL,
+    updated   REAL NOT NULL
+) WITHOUT ROWID;
 """
 SOFT_BOUNCES_IN_A_ROW = 3
 """A mailbox that soft-bounces this many issues running is treated as gone."""
@@ -152,7 +160,7 @@ class Ledger:
         chunk: list[tuple[object, ...]] = []
 
         def flush() -> int:
-            with self._transaction():
+            with self.transaction():
                 before = self.db.total_changes
                 self.db.executemany(
                     "INSERT OR IGNORE INTO deliveries (issue, email, name, authority, status, updated) "
@@ -172,7 +180,7 @@ class Ledger:
 
     def recover(self, issue: str) -> int:
         """Rows left `sending` by a killed run go out again, marked uncertain; returns how many."""
-        with self._transaction():
+        with self.transaction():
             return self.db.execute(
                 "UPDATE deliveries SET status = 'pending', uncertain = 1, updated = ? "
                 "WHERE issue = ? AND status = 'sending'",
@@ -180,7 +188,7 @@ class Ledger:
             ).rowcount
 
     def retry_failed(self, issue: str) -> int:
-        with self._transaction():
+        with self.transaction():
             return self.db.execute(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, next_try = 0, updated = ? "
                 "WHERE issue = ? AND status = 'failed' AND email NOT IN (SELECT email FROM suppressions)",
@@ -189,7 +197,7 @@ class Ledger:
 
     def drop_suppressed(self, issue: str) -> int:
         """Suppressed since they were queued: never send, and say why."""
-        with self._transaction():
+        with self.transaction():
             return self.db.execute(
                 "UPDATE deliveries SET status = 'failed', updated = ?, reply = 'suppressed: ' || "
                 "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) "
@@ -227,7 +235,7 @@ class Ledger:
         unsubscribes or bounces during a long paced run gets nothing more); such a row is closed as failed.
         """
         now = time.time()
-        with self._transaction():
+        with self.transaction():
             claimed = (
                 self.db.execute(
                     "UPDATE deliveries SET status = 'sending', message_id = ?, attempts = attempts + 1, updated = ? "
@@ -248,7 +256,7 @@ class Ledger:
         return claimed
 
     def finished(self, issue: str, email: str, status: Status, reply: str, next_try: float = 0) -> None:
-        with self._transaction():
+        with self.transaction():
             now = time.time()
             self.db.execute(
                 "UPDATE deliveries SET status = ?, reply = ?, next_try = ?, updated = ?, "
@@ -268,7 +276,7 @@ class Ledger:
     def mark_sent(self, issue: str, note: str) -> int:
         """Record every waiting row of an issue as delivered by other means; returns how many."""
         now = time.time()
-        with self._transaction():
+        with self.transaction():
             return self.db.execute(
                 "UPDATE deliveries SET status = 'sent', reply = ?, sent_at = ?, updated = ? "
                 "WHERE issue = ? AND status IN ('pending', 'deferred') "
@@ -363,7 +371,7 @@ class Ledger:
 
     def suppress(self, email: str, reason: str, source: str) -> bool:
         """Put an address on the suppression list; False when it was already there (the first reason stays)."""
-        with self._transaction():
+        with self.transaction():
             return (
                 self.db.execute(
                     "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
@@ -373,7 +381,7 @@ class Ledger:
             )
 
     def unsuppress(self, email: str) -> bool:
-        with self._transaction():
+        with self.transaction():
             return self.db.execute("DELETE FROM suppressions WHERE email = ?", (email.lower(),)).rowcount == 1
 
     def suppressed(self) -> set[str]:
@@ -397,7 +405,7 @@ class Ledger:
         The issue's ledger row says it bounced.
         """
         email = email.lower()
-        with self._transaction():
+        with self.transaction():
             # A hard report after a soft one for the same issue upgrades it; anything else is a repeat.
             new = (
                 self.db.execute(
@@ -446,7 +454,8 @@ class Ledger:
         ).fetchone()
         return row[0] if row else None
 
-    def _transaction(self) -> _Transaction:
+    def transaction(self) -> _Transaction:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception): for other modules' writes to this database."""
         return _Transaction(self.db)
 
 
