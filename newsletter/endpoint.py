@@ -143,6 +143,24 @@ class HideTokens(logging.Filter):
 _HIDE_TOKENS = HideTokens()
 
 
+def web_page(
+    settings: Settings, heading: str, body: str, status: int = 200, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    """A page of the reader-facing web service: `heading` is plain text, `body` HTML whose values the caller escaped."""
+    colour = settings.brand.colour  # checked by the settings: `#` and six hex digits
+    heading = html.escape(heading)
+    return HTMLResponse(
+        f'<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{heading}</title>'
+        '<style>body{font:18px/1.5 -apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1f2933;'
+        "max-width:36em;margin:40px auto;padding:0 16px}button{font:inherit;padding:8px 18px;"
+        f"background:{colour};color:#fff;border:0;border-radius:4px}}</style></head>"
+        f"<body><main><h1>{heading}</h1>{body}</main></body></html>",
+        status_code=status,
+        headers=HEADERS | (headers or {}),
+    )
+
+
 def create_app(
     settings: Settings,
     secret: str,
@@ -153,21 +171,11 @@ def create_app(
 ) -> Starlette:
     base = prefix(settings)
     title = html.escape(settings.list.name)  # every name on the pages is the list's, from newsletter.toml
-    colour = settings.brand.colour  # checked by the settings: `#` and six hex digits
     spool = Spool(spool_folder(settings.ledger))
     logging.getLogger("uvicorn.access").addFilter(_HIDE_TOKENS)
 
     def page(heading: str, body: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-        return HTMLResponse(
-            f'<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{heading}</title>'
-            '<style>body{font:18px/1.5 -apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1f2933;'
-            "max-width:36em;margin:40px auto;padding:0 16px}button{font:inherit;padding:8px 18px;"
-            f"background:{colour};color:#fff;border:0;border-radius:4px}}</style></head>"
-            f"<body><main><h1>{heading}</h1>{body}</main></body></html>",
-            status_code=status,
-            headers=HEADERS | (headers or {}),
-        )
+        return web_page(settings, heading, body, status, headers)
 
     def recipient(request: Request) -> str | None:
         try:
@@ -284,7 +292,7 @@ def create_app(
         who = html.escape(email)
         if reason is None:
             return page(
-                f"Unsubscribe from the {title}?",
+                f"Unsubscribe from the {settings.list.name}?",
                 f"<p>{who} will no longer get the {title}.</p>{form(f'{base}/{token}', 'Unsubscribe')}",
             )
         return page(
