@@ -1034,7 +1034,7 @@ def report_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for one CSV per authority.")],
     config: Config = Path("newsletter.toml"),
 ) -> None:
-    """Per authority: who bounced or unsubscribed since the last issue, as CSV for the list owners."""
+    """Per authority: who bounced, unsubscribed or signed up on the web since the last issue, as CSV files."""
     from newsletter.report import write_reports
 
     settings = settings_or_exit(config)
@@ -1043,10 +1043,12 @@ def report_command(
     with Ledger(settings.ledger, create=False) as ledger:
         rows = write_reports(ledger, issue.issue, known, output_folder(out))
     table = Table(title=f"{issue.title}, {issue.month_label}: since the last issue")
-    for heading in ("Authority", "Sent", "Bounced", "Unsubscribed", "File"):
-        table.add_column(heading, justify="left" if heading in ("Authority", "File") else "right")
+    for heading in ("Authority", "Sent", "Bounced", "Unsubscribed", "Signed up", "Files"):
+        table.add_column(heading, justify="left" if heading in ("Authority", "Files") else "right")
     for row in rows:
-        table.add_row(row.authority.name, str(row.sent), str(row.bounced), str(row.unsubscribed), str(row.file or "-"))
+        files = "\n".join(str(file) for file in (row.file, row.joined_file) if file) or "-"
+        counts = (row.sent, row.bounced, row.unsubscribed, row.joined)
+        table.add_row(row.authority.name, *map(str, counts), files)
     console.print(table)
 
 

@@ -128,6 +128,40 @@ class BrandSettings(Section):
     """Optional, above the title; the title stays text, for mail programs that block pictures."""
 
 
+CONSENT = (
+    "Yes, please email me the newsletter each month. I understand that my name, email address and organisation "
+    "are kept only to send it, as the privacy notice explains, and that I can unsubscribe at any time with the "
+    "link in every issue."
+)
+"""The sign-up form's default consent wording (UK GDPR: specific, informed, and as easy to withdraw as to give)."""
+
+
+class SignupSettings(Section):
+    """The web sign-up form that `newsletter serve` offers, with confirmation by email (double opt-in)."""
+
+    url: Url | None = None
+    """The sign-up page's public address; without it, `subscribe` beside `unsubscribe_url`
+    (https://host/unsubscribe -> https://host/subscribe). Neither: no sign-up page."""
+    consent: Line = CONSENT
+    """What a reader agrees to: shown on the form, and stored with each sign-up as the wording that reader saw."""
+    expiry_hours: Annotated[int, Field(ge=1, le=24 * 14)] = 48
+    """How long a confirmation link works."""
+    per_client_per_hour: Annotated[int, Field(ge=1)] = 20
+    """Sign-up requests one client (IP address) may make in an hour; more get 429."""
+
+    def link(self, unsubscribe_url: str | None) -> str | None:
+        """The public sign-up address (confirmation links start with it), or None without a web service."""
+        if self.url:
+            return self.url.rstrip("/")
+        if not unsubscribe_url:
+            return None
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(unsubscribe_url)
+        parent = parts.path.rstrip("/").rsplit("/", 1)[0]
+        return urlunsplit((parts.scheme, parts.netloc, f"{parent}/subscribe", "", ""))
+
+
 class Settings(Section):
     publication: PublicationSettings = PublicationSettings()
     brand: BrandSettings = BrandSettings()
@@ -137,6 +171,8 @@ class Settings(Section):
     transport: TransportSettings = TransportSettings()
     dkim: DkimSettings = DkimSettings()
     inbox: InboxSettings = InboxSettings()
+    signup: SignupSettings = SignupSettings()
+    """The web sign-up form (`newsletter serve`): its address, consent wording and limits."""
     ledger: Path = Path("newsletter.db")
     recipients: Path = Path("recipients")
     drafts: Path = Path("drafts")

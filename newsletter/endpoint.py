@@ -340,8 +340,12 @@ def create_app(
             return busy()
         return page("You are subscribed again", f"<p>{html.escape(email)} will get the next {title}.</p>")
 
+    from newsletter.signup import SignUp  # the sign-up pages share this app, its page shell and its ledger
+
+    signup = SignUp(settings, secret, ledger=ledger, page=page, busy=busy, small_body=small_body, spool=spool)
     return Starlette(
         routes=[
+            *signup.routes(),
             Route(f"{base}/{{token}}", show, methods=["GET"]),
             Route(f"{base}/{{token}}", unsubscribe, methods=["POST"]),
             Route(f"{base}/{{token}}/resubscribe", resubscribe, methods=["POST"]),

@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS bounces (
     received REAL NOT NULL,
     PRIMARY KEY (email, issue)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS signup_requests (
+    address_hash TEXT PRIMARY KEY,
+    sent         REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS signups (
     email     TEXT PRIMARY KEY,
     name      TEXT NOT NULL,

@@ -16,7 +16,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Collection, Container, Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -39,6 +39,13 @@ class Authority(BaseModel):
     slug: Slug
     name: Line
     kind: Literal["council", "trust"]
+    domains: tuple[Line, ...] = ()
+    """Optional: the email domains of its staff (`[walsall.gov.uk]`), so the sign-up form can propose it."""
+
+    def owns(self, email: str) -> bool:
+        """Whether the address is at one of `domains` or below one (`x@social.walsall.gov.uk`)."""
+        domain = email.rpartition("@")[2].lower()
+        return any(domain == d.lower() or domain.endswith("." + d.lower()) for d in self.domains)
 
 
 _AUTHORITY_EXAMPLE = "`- {slug: walsall, name: Walsall Council, kind: council}`"
@@ -132,7 +139,7 @@ def _authority_problem(path: Path, entry: dict, line: int, exc: ValidationError)
     if error["type"] == "extra_forbidden":
         return (
             f"{path}:{_key_line(entry, field, line)}: `{_show(field)}` is not a field of an authority:"
-            " each has only slug, name and kind"
+            " each has only slug, name, kind and domains"
         )
     if error["type"] == "missing":
         return f"{path}:{line}: this authority has no `{field}`: write it like {_AUTHORITY_EXAMPLE}"
@@ -187,6 +194,8 @@ class ListSummary:
     duplicates: int = 0
     suppressed: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+    joined: int = 0
+    """Readers who signed up on the web for this authority (not counted in `valid`)."""
 
 
 # Headings are compared by their letters and digits only, so "E-mail", "Email Address" and
@@ -220,8 +229,14 @@ def gather(
     suppressed: Container[str] = frozenset(),
     only: Collection[str] | None = None,
     summaries: dict[str, ListSummary] | None = None,
+    signups: Iterable[Recipient] = (),
 ) -> Iterator[Recipient]:
     """Everyone who should get the issue, once each, reading `<directory>/<slug>.csv` per authority.
+
+    `signups` (confirmed web sign-ups) are the readers' own word, so each replaces any list row for the
+    same address: one copy, under the sign-up's authority, first in its authority's turn. One naming an
+    authority no longer in `authorities` is sent nothing (a warning in a summary of its own), and leaves
+    the lists' copy of that address alone.
 
     The first authority (in `authorities` order) that lists an address keeps it, so people on two
     lists get one copy; later copies are notes in that list's summary. Suppressed addresses
@@ -244,6 +259,7 @@ def gather(
         {authority.slug: authority for authority in authorities},
         _lowered(suppressed),
         {} if summaries is None else summaries,
+        list(signups),
     )
 
 
@@ -253,13 +269,24 @@ def _gather(
     names: dict[str, Authority],
     suppressed: Container[str],
     summaries: dict[str, ListSummary],
+    signups: list[Recipient],
 ) -> Iterator[Recipient]:
     seen: dict[str, tuple[str, int]] = {}  # address -> (slug, row) of the copy that is kept
+    joined = {p.email: p for p in signups if p.authority in names}
+    _unknown_signups(directory, [p for p in signups if p.authority not in names], summaries)
     for authority in chosen:
         path = directory / f"{authority.slug}.csv"
         summary = summaries.get(authority.slug)
         if summary is None:
             summary = summaries[authority.slug] = ListSummary(authority, path)
+        for person in joined.values():
+            if person.authority != authority.slug:
+                continue
+            if person.email in suppressed:
+                summary.suppressed += 1
+                continue
+            summary.joined += 1
+            yield person
         if not path.exists():
             summary.problems.append(RowProblem(path, 0, _missing(directory, path, authority)))
             continue
@@ -271,6 +298,11 @@ def _gather(
             if item.email in suppressed:
                 summary.suppressed += 1
                 continue
+            if item.email in joined:
+                keeper = names[joined[item.email].authority].name
+                message = f"`{item.email}` signed up on the web for {keeper}, which replaces this row: one copy"
+                summary.problems.append(RowProblem(path, row, message, "note"))
+                continue
             first = seen.get(item.email)
             if first is not None:
                 summary.duplicates += 1
@@ -279,6 +311,21 @@ def _gather(
             seen[item.email] = (authority.slug, row)
             summary.valid += 1
             yield item
+
+
+def _unknown_signups(directory: Path, people: list[Recipient], summaries: dict[str, ListSummary]) -> None:
+    """Sign-ups for an authority since taken out of authorities.yaml: a warning each, in a summary per slug."""
+    for person in people:
+        summary = summaries.get(person.authority)
+        if summary is None:  # the slug was checked when they signed up; the name says it is gone
+            name = f"{person.authority} (not in authorities.yaml)"
+            gone = Authority(slug=person.authority, name=name, kind="council")
+            summary = summaries[person.authority] = ListSummary(gone, directory / "authorities.yaml")
+        message = (
+            f"`{person.email}` signed up on the web for `{person.authority}`, which is no longer listed here: "
+            "they are not sent this issue (add it again, or ask them to sign up for their authority)"
+        )
+        summary.problems.append(RowProblem(summary.file, 0, message, "warning"))
 
 
 def _lowered(suppressed: Container[str]) -> Container[str]:

@@ -1,4 +1,5 @@
-"""Authority reports: who bounced or unsubscribed since the last issue, for each list's owner.
+"""Authority reports: who bounced or unsubscribed, and who signed up on the web, since the last issue, for each
+list's owner.
 
 Each authority's contact exports their list from their own system; a CSV of the addresses to remove
 lets them clean it at the source, so the next export does not bring the same people back. The CSVs are
@@ -32,6 +33,9 @@ class AuthorityReport:
     bounced: int = 0
     unsubscribed: int = 0
     file: Path | None = None
+    joined: int = 0
+    """Readers who signed up on the web for this authority since the previous issue (confirmed, or moved here)."""
+    joined_file: Path | None = None
 
 
 def write_reports(ledger: Ledger, issue: str, authorities: dict[str, Authority], out: Path) -> list[AuthorityReport]:
@@ -60,4 +64,26 @@ def write_reports(ledger: Ledger, issue: str, authorities: dict[str, Authority],
             writer.writerow(["email", "name", "what", "reason", "date"])
             writer.writerows([neutralise(cell) for cell in line] for line in sorted(lines))
         reports[slug].file = path
+    _write_joiners(ledger, issue, since, reports, out)
     return list(reports.values())
+
+
+def _write_joiners(ledger: Ledger, issue: str, since: float, reports: dict[str, AuthorityReport], out: Path) -> None:
+    """`<issue>-<slug>-add.csv`: who signed up on the web since the previous issue, for the owner to add."""
+    from newsletter.signup import joiners_since
+
+    rows: dict[str, list[list[str]]] = {}
+    for joiner in joiners_since(ledger, since):
+        report = reports.get(joiner.authority)
+        if report is None:
+            continue
+        report.joined += 1
+        when = dt.datetime.fromtimestamp(joiner.confirmed).strftime("%Y-%m-%d")
+        rows.setdefault(joiner.authority, []).append([joiner.email, joiner.name, when])
+    for slug, lines in rows.items():
+        path = out / f"{issue}-{slug}-add.csv"
+        with path.open("w", newline="", encoding="utf-8-sig") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["email", "name", "signed up"])
+            writer.writerows([neutralise(cell) for cell in line] for line in sorted(lines))
+        reports[slug].joined_file = path

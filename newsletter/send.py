@@ -95,7 +95,10 @@ def queue_recipients(
 ) -> dict[str, ListSummary]:
     """Add everyone on the lists to the ledger (once each, suppressions honoured); returns the list report."""
     summaries: dict[str, ListSummary] = {}
-    people = gather(settings.recipients, authorities, ledger.suppressed(), only, summaries)
+    from newsletter.signup import confirmed_readers  # web sign-ups replace list rows for the same address
+
+    joined = confirmed_readers(ledger)
+    people = gather(settings.recipients, authorities, ledger.suppressed(), only, summaries, joined)
     ledger.enqueue(issue.issue, (Row(p.email, p.name, p.authority) for p in people))
     ledger.drop_suppressed(issue.issue)
     return summaries
