@@ -45,6 +45,21 @@ class ListSettings(Section):
     """An HTTPS base for one-click unsubscribe (RFC 8058): the token is appended."""
     archive_url: Url | None = None
     """Where `newsletter archive` output is published: the email links each issue's page and calendar files."""
+    manage_url: Url | None = None
+    """The base of the "Manage your subscription" links (the token is appended); without it, `manage` beside
+    `unsubscribe_url` (https://host/unsubscribe -> https://host/manage). Neither: no manage link."""
+
+    def manage_link(self) -> str | None:
+        """The base the manage links use (served by `newsletter serve`), or None without a web service."""
+        if self.manage_url:
+            return self.manage_url.rstrip("/")
+        if not self.unsubscribe_url:
+            return None
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.unsubscribe_url)
+        parent = parts.path.rstrip("/").rsplit("/", 1)[0]
+        return urlunsplit((parts.scheme, parts.netloc, f"{parent}/manage", "", ""))
 
 
 class TransportSettings(Section):
@@ -183,6 +198,8 @@ class Settings(Section):
     """Who gets `newsletter daily`'s run report, through the transport, on days when something happened."""
     healthcheck_url: CheckInUrl | None = None
     """A cron monitor's check-in URL, told success or failure at the end of every `newsletter daily`."""
+    retention_months: Annotated[int, Field(ge=1)] = 24
+    """`newsletter tidy` (run by `daily`) puts a keyed hash for addresses and names in ledger rows older than this."""
 
     @property
     def password(self) -> str | None:

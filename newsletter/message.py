@@ -164,6 +164,8 @@ class Composer:
         )
         self.mailto = f"mailto:{urllib.parse.quote(mailbox, safe=_MAILTO_SAFE)}?subject="
         self.sender = _ascii_address(listing.bounce_to, "`[list] bounce_to` in newsletter.toml", ConfigError)
+        manage = listing.manage_link()
+        self.manage_base = _url(manage) if manage else None
         variant = f"[PROOF: {short_name(rendered.variant)}]" if rendered.variant else "[PROOF]"
         self.subject = f"{variant} {issue.subject}" if proof else issue.subject
         # "=_" never occurs in quoted-printable output, so no part can end the multipart early.
@@ -200,12 +202,16 @@ class Composer:
         )
         self.closing = f"--{self.boundary}--\r\n".encode()
 
-    def unsubscribe_links(self, address: str) -> tuple[str, str | None]:
+    def token(self, address: str) -> str:
+        """The reader's token, which the unsubscribe and manage links carry (a proof's is PROOF_READER's)."""
+        return make_token(PROOF_READER if self.proof else address, self.settings.list.id, self.secret)
+
+    def unsubscribe_links(self, address: str, token: str | None = None) -> tuple[str, str | None]:
         """The mailto: and the one-click (None without `unsubscribe_url`) unsubscribe links of one reader.
 
         A proof's are for PROOF_READER, never for whoever the proof went to: they work, and unsubscribe nobody.
         """
-        token = make_token(PROOF_READER if self.proof else address, self.settings.list.id, self.secret)
+        token = token or self.token(address)
         mailto = self.mailto + urllib.parse.quote("unsubscribe " + token, safe="-._~")
         one_click = f"{self.one_click_base}/{urllib.parse.quote(token, safe='-._~')}" if self.one_click_base else None
         if len(mailto) > LONGEST_URL or (one_click and len(one_click) > LONGEST_URL):
@@ -217,12 +223,18 @@ class Composer:
 
     def personal_fields(self, address: str) -> dict[str, str]:
         """The values of the rendered parts' personal fields (render.PERSONAL) for one reader."""
-        mailto, one_click = self.unsubscribe_links(address)
-        return {"email": address, "unsubscribe_url": one_click or mailto}
+        token = self.token(address)
+        mailto, one_click = self.unsubscribe_links(address, token)
+        return {"email": address, "unsubscribe_url": one_click or mailto, "manage_url": self.manage_link(token)}
+
+    def manage_link(self, token: str) -> str:
+        """The reader's "Manage your subscription" page (their unsubscribe token); "" without a web service."""
+        return f"{self.manage_base}/{urllib.parse.quote(token, safe='-._~')}" if self.manage_base else ""
 
     def compose(self, recipient: Addressee) -> Outgoing:
         address = recipient.email if _ADDRESS.fullmatch(recipient.email) else _ascii_address(recipient.email)
-        mailto, one_click = self.unsubscribe_links(address)
+        token = self.token(address)
+        mailto, one_click = self.unsubscribe_links(address, token)
         message_id = self._message_id(address)
         date = email.utils.format_datetime(datetime.now(UTC).astimezone())
         to = _plain_to(recipient.name, address) or _mailbox("To", recipient.name, address)
@@ -235,7 +247,7 @@ class Composer:
                 self.one_click_header if one_click else b"",
             ]
         )
-        fields = {"email": address, "unsubscribe_url": one_click or mailto}
+        fields = {"email": address, "unsubscribe_url": one_click or mailto, "manage_url": self.manage_link(token)}
         body = [*self.parts[0].encode(fields), *self.parts[1].encode(fields), self.closing]
         data = b"".join([self.head, personal, self.tail, b"\r\n", *body])
         if self.signer:

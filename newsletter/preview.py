@@ -30,7 +30,7 @@ from newsletter.load import DraftError, Problem, load_draft
 from newsletter.recipients import Authority
 from newsletter.render import PERSONAL, Rendered, Web, render, shipped_templates
 
-SAMPLE = {"email": "you@example.org", "unsubscribe_url": "#unsubscribe"}
+SAMPLE = {"email": "you@example.org", "unsubscribe_url": "#unsubscribe", "manage_url": "#manage"}
 assert SAMPLE.keys() == PERSONAL.keys()
 CALENDAR = "/calendar/"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")

@@ -64,8 +64,8 @@ text on white paper), the rest is tuned for contrast and stays."""
 ON_BRAND = "#ffffff"
 AA_CONTRAST = 4.5
 """WCAG 2.1 AA (1.4.3): normal-size text needs 4.5:1 against what it sits on."""
-PERSONAL = {"email": "[[email]]", "unsubscribe_url": "[[unsubscribe_url]]"}
-"""Per-recipient fields, as placeholders in the rendered parts."""
+PERSONAL = {"email": "[[email]]", "unsubscribe_url": "[[unsubscribe_url]]", "manage_url": "[[manage_url]]"}
+"""Per-recipient fields, as placeholders in the rendered parts (`manage_url` only with a web service configured)."""
 GMAIL_CLIP_BYTES = 102 * 1024
 CONTENTS_FROM = 6
 """An issue without `contents:` gets an "In this issue" list when a variant has this many headed parts."""
@@ -81,14 +81,18 @@ class Rendered:
     """The authority whose variant this is (its name), or None for the everyone-variant."""
 
     def fill(self, **fields: str) -> tuple[str, str]:
-        """The parts for one recipient; values are escaped for HTML, verbatim in text."""
-        missing = PERSONAL.keys() - fields.keys()
+        """The parts for one recipient; values are escaped for HTML, verbatim in text.
+
+        Only the fields the parts hold are required: `manage_url` is there only with a web service.
+        """
+        missing = {n for n, m in PERSONAL.items() if n not in fields and (m in self.html or m in self.text)}
         if missing:
             raise ValueError(f"personal fields missing: {', '.join(sorted(missing))}")
         body_html, body_text = self.html, self.text
         for name, marker in PERSONAL.items():
-            body_html = body_html.replace(marker, html.escape(fields[name], quote=True))
-            body_text = body_text.replace(marker, fields[name])
+            if name in fields:
+                body_html = body_html.replace(marker, html.escape(fields[name], quote=True))
+                body_text = body_text.replace(marker, fields[name])
         return body_html, body_text
 
     @property
@@ -130,7 +134,7 @@ def render(
         "sections": sections,
         "contents": contents(issue, sections),
         "audience": authority.name if authority else publication.unnamed_member,
-        "personal": PERSONAL,
+        "personal": PERSONAL if settings.list.manage_link() else {k: PERSONAL[k] for k in ("email", "unsubscribe_url")},
         "archive": archive,
         "web": web,
         "calendar": _calendar_files(issue) if web.files is not None else {},
@@ -339,6 +343,8 @@ def _missing(issue: Issue, member: Rendered, everyone: Rendered, settings: Setti
 
     html_page = member.html
     for name, marker in PERSONAL.items():
+        if name == "manage_url":
+            continue  # optional: a layout of the network's own that predates it still works
         label = {"email": "the reader's address", "unsubscribe_url": "the unsubscribe link"}[name]
         if marker not in html_page:
             yield f"{label} (HTML part)"

@@ -192,12 +192,23 @@ def test_audience_sections_only_in_their_variants(authorities: dict) -> None:
 
 
 def test_fill_personal_fields_escapes_html() -> None:
-    result = render(load_draft(DRAFTS[0]).issue)
+    web = Settings.model_validate({"list": {"unsubscribe_url": "https://x.example/u"}})  # so a manage link too
+    result = render(load_draft(DRAFTS[0]).issue, settings=web)
     assert all(marker in result.html and marker in result.text for marker in PERSONAL.values())
-    html, text = result.fill(email="o'neil&co@example.org", unsubscribe_url="https://x.example/u?t=1&l=2")
+    html, text = result.fill(
+        email="o'neil&co@example.org",
+        unsubscribe_url="https://x.example/u?t=1&l=2",
+        manage_url="https://x.example/m?a&b",
+    )
     assert "o&#x27;neil&amp;co@example.org" in html and "https://x.example/u?t=1&amp;l=2" in html
     assert "o'neil&co@example.org" in text and "https://x.example/u?t=1&l=2" in text
+    assert "https://x.example/m?a&amp;b" in html and "https://x.example/m?a&b" in text
     assert not any(marker in html + text for marker in PERSONAL.values())
+    # Without a web service there is no manage link, and the two other fields are all a copy needs.
+    plain = render(load_draft(DRAFTS[0]).issue)
+    assert PERSONAL["manage_url"] not in plain.html + plain.text
+    html, text = plain.fill(email="a@example.org", unsubscribe_url="mailto:u@example.org")
+    assert "Manage your subscription" not in html + text
 
 
 def test_editor_text_is_escaped_in_headings(authorities: dict) -> None:
