@@ -454,3 +454,21 @@ def test_no_wcag_violations_on_the_sign_up_pages(browser: object, settings: Sett
         "You are subscribed",
         "Check your email",
     ]
+
+
+def test_a_ledger_locked_by_a_send_gets_503_and_nothing_is_sent_or_stored(
+    settings: Settings, server: str, smtp: Server
+) -> None:
+    from test_endpoint import locked
+
+    token = make_confirmation_token(GOOD, SECRET)
+    with locked(settings.ledger):
+        for answer in (
+            httpx.post(f"{server}/subscribe", data=form("locked@dudley.example.org"), timeout=60),
+            httpx.post(f"{server}/subscribe/confirm/{token}", timeout=60),
+        ):
+            assert answer.status_code == 503 and int(answer.headers["retry-after"]) > 0
+    httpx.post(f"{server}/subscribe", data=form("after@dudley.example.org"))
+    assert len(arrived(smtp, "after@dudley.example.org")) == 1
+    assert smtp.handler.received("locked@dudley.example.org") == []
+    assert signups(settings.ledger) == []
