@@ -390,8 +390,9 @@ def daily(config: Config = DEFAULT_CONFIG) -> None:
                     run,
                     "newsletter.toml" if config.exists() else "the default",
                 )
-                # Retention (forgetting what is kept too long) does not exist yet. When it does, it is a step
-                # here: under the same lock, after the send, recording what it did in `run` like the two above.
+                from newsletter.privacy import tidy as tidy_rows  # retention: under the same lock, after the send
+
+                run.tidied = tidy_rows(ledger, secret, settings.retention_months)
             finally:
                 run.suppressed = [(e, ledger.suppression(e) or "") for e in sorted(ledger.suppressed() - before)]
     except NewsletterError as exc:
@@ -965,6 +966,7 @@ def serve_command(
 ) -> None:
     """Run the one-click unsubscribe endpoint (RFC 8058) that the emails' unsubscribe links point at."""
     from newsletter.endpoint import prefix, serve
+    from newsletter.manage import manage_prefix
 
     if not 1 <= port <= 65535:
         errors.print(f"--port {port} is not a port: use a number from 1 to 65535, such as 8026.")
@@ -976,6 +978,7 @@ def serve_command(
         errors.print(escape(str(exc)))
         raise typer.Exit(2) from None
     console.print(f"Unsubscribe endpoint on http://{host}:{port}{prefix(settings)}/<token>")
+    console.print(f"Manage pages on http://{host}:{port}{manage_prefix(settings)}/<token>")
     serve(settings, secret, host, port)
 
 
@@ -1026,6 +1029,43 @@ def suppress_list(config: Config = Path("newsletter.toml")) -> None:
         for email, reason, source, created in ledger.suppressions():
             table.add_row(email, escape(reason), source, dt.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M"))
     console.print(table)
+
+
+@app.command()
+def forget(
+    email: Annotated[str, typer.Argument(help="The address to erase.")],
+    config: Config = DEFAULT_CONFIG,
+) -> None:
+    """Erase a reader at their request: the ledger keeps only a keyed hash (so counts stay right) and never
+    mails the address again, even if a list brings it back; says which lists still have it."""
+    from newsletter.privacy import forget as erase
+
+    settings = settings_or_exit(config)
+    email = valid_address(email)
+    secret = settings.secret()
+    with _ledger(settings) as ledger:
+        done = erase(settings, ledger, email, secret)
+    changed = ", ".join(f"{table} {count}" for table, count in done.changed.items())
+    console.print(
+        f"Erased {email}: "
+        + (f"rows changed to its keyed hash or removed: {changed}" if changed else "the ledger held nothing about it")
+        + (f"; {done.spooled} waiting unsubscribe(s) dropped" if done.spooled else "")
+        + (f"; {done.closed} delivery(ies) still waiting closed" if done.closed else "")
+        + ". It will never be sent an issue again, even if a list brings it back."
+    )
+    for authority in done.lists:
+        path = settings.recipients / f"{authority.slug}.csv"
+        console.print(f"Still listed in {path}: ask {escape(authority.name)} to remove it from their export.")
+
+
+@app.command()
+def tidy(config: Config = DEFAULT_CONFIG) -> None:
+    """Keep personal data no longer than `retention_months` (newsletter.toml, default 24): addresses and names in
+    older delivery and bounce rows become a keyed hash. `newsletter daily` runs it."""
+    from newsletter.privacy import tidy_ledger
+
+    settings = settings_or_exit(config)
+    console.print(tidy_ledger(settings.ledger, settings.secret(), settings.retention_months).line())
 
 
 @app.command("report")

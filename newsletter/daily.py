@@ -24,6 +24,7 @@ from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
@@ -32,6 +33,9 @@ from newsletter.ledger import Ledger, Row
 from newsletter.message import Outgoing
 from newsletter.send import Outcome
 from newsletter.transport import Result, Transport
+
+if TYPE_CHECKING:
+    from newsletter.privacy import Tidied
 
 DONE, NEEDS_A_PERSON, COULD_NOT_RUN = 0, 1, 2
 """The exit codes: monitoring alerts on anything but 0."""
@@ -124,6 +128,8 @@ class Run:
     """(address, why) of each reader suppressed during the run: bounces, unsubscribes."""
     stopped: list[str] = dataclasses.field(default_factory=list)
     """One line per step that stopped on an error."""
+    tidied: Tidied | None = None
+    """What retention (`newsletter tidy`) put a keyed hash for; None when it did not run. Not news on its own."""
 
     def happened(self) -> bool:
         """Whether the team must hear of this run; an idle day is not news."""
@@ -145,7 +151,7 @@ class Run:
         """The run for stdout and the monitor's log: one line on an idle day; it lists no readers (the report does)."""
         if not self.happened():
             issue = f"issue {self.due} is due and everyone has it" if self.due else "no issue is due"
-            return [f"Nothing to report: {issue}; {self._mailbox_words()}."]
+            return [f"Nothing to report: {issue}; {self._mailbox_words()}.", *self._retention()]
         lines = [f"Daily run: {self.headline()} (exit code {self.exit_code()}: {_MEANING[self.exit_code()]})."]
         if self.mailbox_read:
             lines.append(f"{_capital(self._mailbox_words())}.")
@@ -157,7 +163,11 @@ class Run:
         if self.unreadable:
             lines.append(f"Drafts not read: {', '.join(str(p) for p in self.unreadable)}.")
         lines += [f"Stopped: {why}" for why in self.stopped]
-        return lines
+        return lines + self._retention()
+
+    def _retention(self) -> list[str]:
+        """A line when retention replaced anything (quiet when it had nothing to do)."""
+        return [self.tidied.line()] if self.tidied and self.tidied.total else []
 
     def headline(self) -> str:
         """The gist, for the report's subject: the numbers a person acts on first."""
@@ -234,6 +244,8 @@ class Run:
                     if not line.moved
                 ]
             body.append("")
+        if self._retention():
+            body += ["RETENTION", *(f"  {line}" for line in self._retention()), ""]
         body += [
             "-- ",
             (

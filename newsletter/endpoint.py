@@ -169,6 +169,8 @@ def create_app(
     busy_timeout: float = BUSY_TIMEOUT,
     retry_every: float = RETRY_EVERY,
 ) -> Starlette:
+    from newsletter.manage import routes as manage_routes  # it imports this module's pieces
+
     base = prefix(settings)
     title = html.escape(settings.list.name)  # every name on the pages is the list's, from newsletter.toml
     spool = Spool(spool_folder(settings.ledger))
@@ -349,6 +351,7 @@ def create_app(
             Route(f"{base}/{{token}}", show, methods=["GET"]),
             Route(f"{base}/{{token}}", unsubscribe, methods=["POST"]),
             Route(f"{base}/{{token}}/resubscribe", resubscribe, methods=["POST"]),
+            *manage_routes(settings, secret, max_age, open_ledger=ledger, unsubscribe=record, waiting=spool.waiting),
         ],
         lifespan=lifespan,
     )

@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS signups (
     confirmed REAL NOT NULL,
     updated   REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS forgotten (
+    key     TEXT PRIMARY KEY,
+    created REAL NOT NULL
+) WITHOUT ROWID;
 """
 SOFT_BOUNCES_IN_A_ROW = 3
 """A mailbox that soft-bounces this many issues running is treated as gone."""

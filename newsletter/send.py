@@ -93,7 +93,8 @@ def exclusive(ledger_path: Path) -> Iterator[None]:
 def queue_recipients(
     ledger: Ledger, issue: Issue, settings: Settings, authorities: list[Authority], only: Collection[str] | None = None
 ) -> dict[str, ListSummary]:
-    """Add everyone on the lists to the ledger (once each, suppressions honoured); returns the list report."""
+    """Add everyone on the lists to the ledger (once each, suppressions and erasures honoured); returns the
+    list report."""
     summaries: dict[str, ListSummary] = {}
     from newsletter.signup import confirmed_readers  # web sign-ups replace list rows for the same address
 
@@ -107,6 +108,9 @@ def queue_recipients(
 async def preflight(open_transport: Callable[[], Transport]) -> None:
     """Before anyone is queued: can the transport work at all (a writable outbox, a relay that lets us log in)?"""
     async with asyncio.timeout(PREFLIGHT_SECONDS):
+    from newsletter.privacy import without_forgotten  # erased readers back on a list: skipped, and counted
+
+    people = without_forgotten(people, ledger, settings.secret, summaries)
         await open_transport().verify()
 
 
