@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -83,6 +83,16 @@ class Row:
     name: str
     authority: str
     attempts: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finished:
+    """What became of one hand-off, to be recorded."""
+
+    email: str
+    status: Status
+    reply: str
+    next_try: float = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,41 +246,51 @@ class Ledger:
         return when
 
     def sending(self, issue: str, email: str, message_id: str) -> bool:
-        """Mark a row `sending` just before its hand-off; False when it is not ours to send any more.
-
-        One statement checks both that the row is still waiting (so two jobs can never hand off the same
-        row) and that the address has not been suppressed since it was queued (so a reader who
-        unsubscribes or bounces during a long paced run gets nothing more); such a row is closed as failed.
-        """
-        now = time.time()
-        with self.transaction():
-            claimed = (
-                self.db.execute(
-                    "UPDATE deliveries SET status = 'sending', message_id = ?, attempts = attempts + 1, updated = ? "
-                    "WHERE issue = ? AND email = ? AND status IN ('pending', 'deferred') "
-                    "AND email NOT IN (SELECT email FROM suppressions)",
-                    (message_id, now, issue, email),
-                ).rowcount
-                == 1
-            )
-            if not claimed:
-                self.db.execute(
-                    "UPDATE deliveries SET status = 'failed', updated = ?, reply = 'suppressed: ' || "
-                    "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) "
-                    "WHERE issue = ? AND email = ? AND status IN ('pending', 'deferred') "
-                    "AND email IN (SELECT email FROM suppressions)",
-                    (now, issue, email),
-                )
-        return claimed
+        """Mark a row `sending` just before its hand-off; False when it is not ours to send any more."""
+        return self.record(issue, [], [(email, message_id)])[0]
 
     def finished(self, issue: str, email: str, status: Status, reply: str, next_try: float = 0) -> None:
+        self.record(issue, [Finished(email, status, reply, next_try)], [])
+
+    def record(self, issue: str, finished: Sequence[Finished], claims: Sequence[tuple[str, str]]) -> list[bool]:
+        """In one transaction: the finished hand-offs, then claims of rows about to be handed off, each
+        (email, Message-ID); returns for each claim whether the row is ours to send.
+
+        The send job groups its writes this way: what a worker finished goes in with its next claim, so the
+        ledger never holds more than one `sending` row per connection, as if each were written at once.
+        A claim checks both that the row is still waiting (so two jobs can never hand off the same row) and
+        that the address has not been suppressed since it was queued (so a reader who unsubscribes or
+        bounces during a long paced run gets nothing more); such a row is closed as failed.
+        """
+        now = time.time()
+        claimed = []
         with self.transaction():
-            now = time.time()
-            self.db.execute(
-                "UPDATE deliveries SET status = ?, reply = ?, next_try = ?, updated = ?, "
-                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE issue = ? AND email = ?",
-                (status, reply[:500], next_try, now, status, now, issue, email),
-            )
+            if finished:
+                self.db.executemany(
+                    "UPDATE deliveries SET status = ?, reply = ?, next_try = ?, updated = ?, "
+                    "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE issue = ? AND email = ?",
+                    [(o.status, o.reply[:500], o.next_try, now, o.status, now, issue, o.email) for o in finished],
+                )
+            for email, message_id in claims:
+                ours = (
+                    self.db.execute(
+                        "UPDATE deliveries SET status = 'sending', message_id = ?, attempts = attempts + 1, "
+                        "updated = ? WHERE issue = ? AND email = ? AND status IN ('pending', 'deferred') "
+                        "AND email NOT IN (SELECT email FROM suppressions)",
+                        (message_id, now, issue, email),
+                    ).rowcount
+                    == 1
+                )
+                if not ours:
+                    self.db.execute(
+                        "UPDATE deliveries SET status = 'failed', updated = ?, reply = 'suppressed: ' || "
+                        "(SELECT reason FROM suppressions s WHERE s.email = deliveries.email) "
+                        "WHERE issue = ? AND email = ? AND status IN ('pending', 'deferred') "
+                        "AND email IN (SELECT email FROM suppressions)",
+                        (now, issue, email),
+                    )
+                claimed.append(ours)
+        return claimed
 
     def sent_since(self, since: float) -> int:
         """Messages handed to the relay since a time, every issue: the daily cap counts these (not rows

@@ -34,7 +34,7 @@ import html
 import re
 import secrets
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -44,7 +44,7 @@ from newsletter.config import Settings
 from newsletter.errors import ConfigError, ListError, NewsletterError
 from newsletter.model import Issue, ascii_address
 from newsletter.render import PERSONAL, Rendered, short_name
-from newsletter.signing import Signer
+from newsletter.signing import Pending, Signer, finish
 from newsletter.unsubscribe import make_token
 
 SIGNED_HEADERS = [
@@ -116,6 +116,16 @@ class Outgoing:
     message_id: str
     crlf: bool = False
     """The data's line ends are all CRLF and it ends with one (as the composer makes it): SMTP needs no conversion."""
+    signature: Pending | None = None
+    """A DKIM signature still to be made (`compose(..., sign_later=True)`): `signed()` puts it in front."""
+
+    def signed(self, fields: Sequence[bytes] | None = None) -> Outgoing:
+        """The message with its DKIM-Signature field(s) in front: `fields` made elsewhere (the send job's
+        signing process), or made here. Itself when there is nothing to sign."""
+        if self.signature is None:
+            return self
+        made = finish(self.signature) if fields is None else b"".join(fields)
+        return dataclasses.replace(self, data=made + self.data, signature=None)
 
 
 class Composer:
@@ -154,6 +164,8 @@ class Composer:
                 " letters, digits, hyphens and dots, like news2025"
             )
         self.one_click_base = _url(listing.unsubscribe_url.rstrip("/")) if listing.unsubscribe_url else None
+        manage = listing.manage_link()
+        self.manage_base = _url(manage) if manage else None
         if self.one_click_base is not None and len(self.one_click_base) > LONGEST_URL - 300:
             raise ConfigError(
                 f"`[list] unsubscribe_url` in newsletter.toml is {len(self.one_click_base)} characters"
@@ -164,8 +176,6 @@ class Composer:
         )
         self.mailto = f"mailto:{urllib.parse.quote(mailbox, safe=_MAILTO_SAFE)}?subject="
         self.sender = _ascii_address(listing.bounce_to, "`[list] bounce_to` in newsletter.toml", ConfigError)
-        manage = listing.manage_link()
-        self.manage_base = _url(manage) if manage else None
         variant = f"[PROOF: {short_name(rendered.variant)}]" if rendered.variant else "[PROOF]"
         self.subject = f"{variant} {issue.subject}" if proof else issue.subject
         # "=_" never occurs in quoted-printable output, so no part can end the multipart early.
@@ -231,7 +241,8 @@ class Composer:
         """The reader's "Manage your subscription" page (their unsubscribe token); "" without a web service."""
         return f"{self.manage_base}/{urllib.parse.quote(token, safe='-._~')}" if self.manage_base else ""
 
-    def compose(self, recipient: Addressee) -> Outgoing:
+    def compose(self, recipient: Addressee, *, sign_later: bool = False) -> Outgoing:
+        """The reader's message; with `sign_later`, its DKIM signature is left for `Outgoing.signed()` to make."""
         address = recipient.email if _ADDRESS.fullmatch(recipient.email) else _ascii_address(recipient.email)
         token = self.token(address)
         mailto, one_click = self.unsubscribe_links(address, token)
@@ -250,9 +261,11 @@ class Composer:
         fields = {"email": address, "unsubscribe_url": one_click or mailto, "manage_url": self.manage_link(token)}
         body = [*self.parts[0].encode(fields), *self.parts[1].encode(fields), self.closing]
         data = b"".join([self.head, personal, self.tail, b"\r\n", *body])
-        if self.signer:
-            data = self.signer.sign(data, body) + data
-        return Outgoing(sender=self.sender, recipient=address, data=data, message_id=message_id, crlf=True)
+        message = Outgoing(sender=self.sender, recipient=address, data=data, message_id=message_id, crlf=True)
+        if self.signer is None:
+            return message
+        message = dataclasses.replace(message, signature=self.signer.prepare(data, body))
+        return message if sign_later else message.signed()
 
     def _message_id(self, address: str) -> str:
         """The same ID for the same issue and person, so a rare repeat after a crash is one mail in most clients."""

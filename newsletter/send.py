@@ -12,21 +12,32 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter.archive import published
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, JobError, ListError, NewsletterError
-from newsletter.ledger import Ledger, Row
-from newsletter.message import Composer
+from newsletter.ledger import Finished, Ledger, Row
+from newsletter.message import Composer, Outgoing
 from newsletter.model import Issue
 from newsletter.recipients import Authority, ListSummary, gather
 from newsletter.render import render
 from newsletter.transport import Result, Transport, is_relay
 
+if TYPE_CHECKING:
+    from newsletter.signing import SigningProcess
+
+Signing = asyncio.Future[list[bytes]]
+_Queued = tuple[Row, Outgoing | ListError, Signing | None]
+"""A reader queued for a worker, with their message (or its signature on the way, or why it cannot be written)."""
+
+FLUSH_EVERY = 0.05
+"""Seconds: the longest a finished hand-off waits to be written when no claim comes to take it along."""
 PACE_MARGIN = 0.99
 """Pace 1 % under the relay's rate, so network jitter never pushes a window over the limit."""
 PREFLIGHT_SECONDS = 30
@@ -100,6 +111,9 @@ def queue_recipients(
 
     joined = confirmed_readers(ledger)
     people = gather(settings.recipients, authorities, ledger.suppressed(), only, summaries, joined)
+    from newsletter.privacy import without_forgotten  # erased readers back on a list: skipped, and counted
+
+    people = without_forgotten(people, ledger, settings.secret, summaries)
     ledger.enqueue(issue.issue, (Row(p.email, p.name, p.authority) for p in people))
     ledger.drop_suppressed(issue.issue)
     return summaries
@@ -108,9 +122,6 @@ def queue_recipients(
 async def preflight(open_transport: Callable[[], Transport]) -> None:
     """Before anyone is queued: can the transport work at all (a writable outbox, a relay that lets us log in)?"""
     async with asyncio.timeout(PREFLIGHT_SECONDS):
-    from newsletter.privacy import without_forgotten  # erased readers back on a list: skipped, and counted
-
-    people = without_forgotten(people, ledger, settings.secret, summaries)
         await open_transport().verify()
 
 
@@ -208,6 +219,10 @@ class Job:
         self.composers: dict[str, Composer] = {}
         self.refused_in_a_row = 0
         self.cancelled = False
+        self.finished: list[Finished] = []
+        """Hand-offs done but not yet in the ledger: written with the worker's next claim (group commit: a worker
+        never has more than one row `sending`), or by `_flush_every` within FLUSH_EVERY seconds when the
+        claim does not come (a pause for the pacing, a retry, the end)."""
 
     async def run(self) -> Outcome:
         self.outcome.recovered = self.ledger.recover(self.issue.issue)
@@ -222,17 +237,27 @@ class Job:
         for slug in self.only or self.authorities:
             if slug in waiting:
                 self._composer(slug)
-        queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self.settings.transport.connections * 2)
+        queue: asyncio.Queue[_Queued | None] = asyncio.Queue(maxsize=self.settings.transport.connections * 2)
         self.task = asyncio.current_task()
+        self.signing: SigningProcess | None = None
+        if self.dkim_key:
+            from newsletter.signing import SigningProcess
+
+            self.signing = await SigningProcess.start([self.dkim_key])
+        failed = True
         try:
             async with asyncio.TaskGroup() as group:
                 workers = [group.create_task(self._worker(queue)) for _ in range(self.settings.transport.connections)]
+                flusher = group.create_task(self._flush_every(FLUSH_EVERY))
                 await self._produce(queue)
                 # Everything queued is done, so the queue is empty: one "no more" each. Not a cancel: Python
                 # 3.11's wait_for can swallow a cancel that lands while a worker is still connecting, and that
                 # worker would then wait on the queue for ever.
                 for _ in workers:
                     queue.put_nowait(None)
+                await asyncio.wait(workers)
+                flusher.cancel()
+            failed = False
         except* NewsletterError as group:
             raise group.exceptions[0] from None
         except* asyncio.CancelledError:
@@ -240,6 +265,10 @@ class Job:
                 raise
         except* Exception as group:  # noqa: BLE001 - a bug or a broken disk: one line, never a hang
             raise JobError(f"the send stopped: {_describe(group.exceptions[0])}") from None
+        finally:
+            self._flush(quietly=failed)
+            if self.signing:
+                await self.signing.close()
         return self.outcome
 
     def interrupt(self) -> None:
@@ -259,7 +288,7 @@ class Job:
             if status in ("pending", "deferred")
         )
 
-    async def _produce(self, queue: asyncio.Queue[Row | None]) -> None:
+    async def _produce(self, queue: asyncio.Queue[_Queued | None]) -> None:
         while not self.stop.is_set():
             after = ""
             while not self.stop.is_set():
@@ -270,29 +299,43 @@ class Job:
                 for row in rows:
                     if self.stop.is_set():
                         break
-                    await queue.put(row)
+                    await queue.put(self._prepare(row))
             await queue.join()
+            self._flush()
             retry_at = self.ledger.next_retry(self.issue.issue, only=self.only)
             if retry_at is None or self.stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=max(retry_at - time.time(), 0) + 0.01)
 
-    async def _worker(self, queue: asyncio.Queue[Row | None]) -> None:
+    async def _worker(self, queue: asyncio.Queue[_Queued | None]) -> None:
         async with self.open_transport() as transport:
-            while (row := await queue.get()) is not None:
+            while (queued := await queue.get()) is not None:
                 try:
                     if not self.stop.is_set():
-                        await self._hand_off(transport, row)
+                        await self._hand_off(transport, *queued)
                 finally:
                     queue.task_done()
 
-    async def _hand_off(self, transport: Transport, row: Row) -> None:
+    def _prepare(self, row: Row) -> _Queued:
+        """The reader's message, composed as it is queued. Its DKIM signature is made meanwhile by the signing
+        process, so a worker seldom waits for it."""
         try:
-            message = self._composer(row.authority).compose(row)
-        except ListError as exc:  # this one reader's stored address or name cannot be written: fail them only
-            self._record(row, Result("failed", str(exc)))
+            message = self._composer(row.authority).compose(row, sign_later=True)
+        except ListError as exc:
+            return row, exc, None
+        if message.signature is None or self.signing is None:
+            return row, message.signed(), None
+        return row, message, self.signing.fields(message.signature)
+
+    async def _hand_off(
+        self, transport: Transport, row: Row, message: Outgoing | ListError, fields: Signing | None
+    ) -> None:
+        if isinstance(message, ListError):  # this one reader's stored address or name cannot be written
+            self._record(row, Result("failed", str(message)))
             return
+        if fields is not None:
+            message = message.signed(await fields)
         if self.pacer:
             await self.pacer.wait()
         if self.stop.is_set():
@@ -303,7 +346,8 @@ class Job:
                 self.stop.set()
                 return
             self.cap_left -= 1
-        if not self.ledger.sending(self.issue.issue, row.email, message.message_id):
+        (ours,) = self.ledger.record(self.issue.issue, self._take_finished(), [(row.email, message.message_id)])
+        if not ours:
             self.outcome.skipped += 1  # suppressed since it was queued, or another job has it
             if self.cap_left is not None:
                 self.cap_left += 1
@@ -321,7 +365,7 @@ class Job:
                 status, reply = "failed", f"gave up after {attempts} attempts: {reply}"
             else:
                 next_try = time.time() + self.settings.transport.backoff * 2 ** (attempts - 1)
-        self.ledger.finished(self.issue.issue, row.email, status, reply, next_try)
+        self.finished.append(Finished(row.email, status, reply, next_try))
         setattr(self.outcome, status, getattr(self.outcome, status) + 1)
         if self.on_result:
             self.on_result(row, dataclasses.replace(result, status=status, reply=reply))
@@ -332,6 +376,27 @@ class Job:
                 "stopped so the rest are not marked failed too. Fix the cause, then run "
                 "`newsletter send DRAFT --retry-failed`"
             )
+
+    def _take_finished(self) -> list[Finished]:
+        finished, self.finished = self.finished, []
+        return finished
+
+    def _flush(self, quietly: bool = False) -> None:
+        """Record the finished hand-offs not yet written. `quietly` when the run is failing already: it keeps
+        its own error, and rows left `sending` are sent again by the next run, marked uncertain."""
+        if not self.finished:
+            return
+        finished = self._take_finished()
+        try:
+            self.ledger.record(self.issue.issue, finished, [])
+        except (sqlite3.Error, OSError, NewsletterError):
+            if not quietly:
+                raise
+
+    async def _flush_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self._flush()
 
     def _composer(self, slug: str) -> Composer:
         if slug not in self.composers:

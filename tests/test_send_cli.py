@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -9,6 +10,7 @@ import mailbox
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -263,3 +265,51 @@ def test_proof_goes_to_the_given_addresses_only_and_leaves_the_ledger_alone(tmp_
     dudley = [a for a in arrivals if "Dudley colleagues only." in a.message.get_body(("plain",)).get_content()]
     assert len(dudley) == 2
     assert not (tmp_path / "ledger.db").exists()  # proofs never touch the ledger
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.6])
+def test_killed_amid_grouped_ledger_writes_loses_nobody(tmp_path: Path, fraction: float) -> None:
+    """The ledger's writes are grouped (a worker's result goes in with its next claim): a SIGKILL landing among
+    them, with no server delay so that writing is much of the work, still leaves at most one `sending` row per
+    connection, every `sent` row arrived, and a re-run gives everyone the issue, duplicating only those rows."""
+    from bench.common import write_lists
+
+    lists = tmp_path / "recipients"
+    write_lists(lists, 1200)
+    people = [p.email for p in gather(lists, load_authorities(lists / "authorities.yaml"))]
+    with Server() as server:
+        settings = config(tmp_path, server.url, connections=4)
+        settings.write_text(settings.read_text().replace(str(ROOT / "recipients"), str(lists)), encoding="utf-8")
+        env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
+        job = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        most_sending = 0  # what any reader of the ledger sees at any moment, not only after the kill
+        while len(server.handler.arrivals) < len(people) * fraction and time.monotonic() < deadline:
+            if (tmp_path / "ledger.db").exists():
+                with contextlib.suppress(sqlite3.OperationalError):
+                    with contextlib.closing(sqlite3.connect(tmp_path / "ledger.db", timeout=0.1)) as db:
+                        (sending,) = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sending'").fetchone()
+                    most_sending = max(most_sending, sending)
+            time.sleep(0.002)
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+        time.sleep(0.3)  # let the server finish the transactions the kill cut off
+        first = {a.recipient for a in server.handler.arrivals}
+        assert 0 < len(first) < len(people), "the kill must land part-way"
+        with Ledger(tmp_path / "ledger.db") as ledger:
+            rows = dict(ledger.db.execute("SELECT email, status FROM deliveries").fetchall())
+        in_flight = {e for e, status in rows.items() if status == "sending"}
+        sent = {e for e, status in rows.items() if status == "sent"}
+        assert len(in_flight) <= 4 and most_sending <= 4
+        assert sent <= first and first - sent <= in_flight
+        result = run("send", SEPTEMBER, "--config", str(settings))
+        assert result.returncode == 0, result.stderr
+    copies = Counter(a.recipient for a in server.handler.arrivals)
+    assert set(copies) == set(people)
+    assert {e for e, n in copies.items() if n > 1} <= in_flight and max(copies.values()) <= 2

@@ -7,10 +7,15 @@ fails. The body canonicalisation in pieces is held equal to dkimpy's on arbitrar
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import os
 import random
 import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
 
 import dkim
 import pytest
@@ -19,14 +24,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from dkim.canonicalization import CanonicalizationPolicy
 from dkim.util import parse_tag_value
 
-from conftest import DRAFTS
+from conftest import DRAFTS, ROOT
 from newsletter.config import Settings
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, JobError
+from newsletter.ledger import Ledger, Row
 from newsletter.load import load_draft
 from newsletter.message import SIGNED_HEADERS, Composer
-from newsletter.recipients import Recipient
+from newsletter.recipients import Recipient, load_authorities
 from newsletter.render import render
+from newsletter.send import Job, queue_recipients
 from newsletter.signing import Signer, _BodyHash, _canonical_field, _canonical_lines
+from newsletter.transport import Result, opener
+from smtp_server import Server
 
 DOMAIN = "wmchildrensservices.org.uk"
 HEADERS = [h for h in SIGNED_HEADERS if h != b"reply-to"]
@@ -300,3 +309,62 @@ def test_a_key_is_read_once_per_process() -> None:
     assert load_key(RSA_PEM) is load_key(RSA_PEM)
     one, two = Signer(RSA_PEM, "news2025", DOMAIN), Signer(RSA_PEM, "news2025", DOMAIN)
     assert one._keys[0].key is two._keys[0].key
+
+
+def _job_settings(tmp_path: Path, url: str) -> Settings:
+    return Settings.model_validate(
+        {
+            "transport": {"url": url, "rate_per_minute": 60_000, "connections": 3, "timeout": 2.0},
+            "ledger": tmp_path / "ledger.db",
+            "recipients": ROOT / "recipients",
+            "list": {"unsubscribe_url": "https://updates.wmchildrensservices.org.uk/u"},
+            "dkim": {"selector": "news2025"},
+        }
+    )
+
+
+def _job(settings: Settings, ledger: Ledger, on_result: Callable[[Row, Result], None] | None = None) -> Job:
+    known = list(load_authorities(ROOT / "recipients" / "authorities.yaml"))
+    queue_recipients(ledger, ISSUE, settings, known)
+    opened = opener(settings.transport.url, settings.transport)
+    return Job(ISSUE, known, ledger, opened, settings, "k", dkim_key=RSA_PEM, on_result=on_result)
+
+
+def test_the_send_job_signs_every_message_it_sends(tmp_path: Path) -> None:
+    """The job's signing process (not the Composer's own signing): every arrival at a real SMTP server verifies."""
+    with Server() as server, Ledger(tmp_path / "ledger.db") as ledger:
+        outcome = asyncio.run(_job(_job_settings(tmp_path, server.url), ledger).run())
+    arrivals = server.handler.arrivals
+    assert outcome.sent == len(arrivals) >= 48
+    assert all(verified(arrival.data) for arrival in arrivals)
+    assert len({arrival.data.split(b" b=", 1)[1][:40] for arrival in arrivals}) == len(arrivals)  # each its own
+
+
+def test_a_signing_process_that_dies_stops_the_job_and_a_rerun_finishes(tmp_path: Path) -> None:
+    """Killed mid-run: the job ends with one JobError, nothing unsigned is sent, the ledger agrees with the
+    server, and the next run sends the rest, signed, to each reader once."""
+    killed: list[int] = []
+
+    def kill_after_ten(row: Row, result: Result) -> None:
+        if len(killed) == 0 and job.outcome.sent >= 10 and job.signing is not None:
+            killed.append(job.signing.process.pid)
+            os.kill(job.signing.process.pid, signal.SIGKILL)
+
+    settings = _job_settings(tmp_path, "")
+    with Server() as server, Ledger(tmp_path / "ledger.db") as ledger:
+        settings = _job_settings(tmp_path, server.url)
+        job = _job(settings, ledger, kill_after_ten)
+        with pytest.raises(JobError, match="signing process stopped"):
+            asyncio.run(job.run())
+        assert killed
+        rows = dict(ledger.db.execute("SELECT email, status FROM deliveries").fetchall())
+        sent = {email for email, status in rows.items() if status == "sent"}
+        in_flight = {email for email, status in rows.items() if status == "sending"}
+        first = [arrival.recipient for arrival in server.handler.arrivals]
+        assert 10 <= len(sent) < len(rows) and sent <= set(first) and set(first) - sent <= in_flight
+        assert len(in_flight) <= settings.transport.connections
+        asyncio.run(_job(settings, ledger).run())
+    arrivals = [arrival.recipient for arrival in server.handler.arrivals]
+    assert all(verified(arrival.data) for arrival in server.handler.arrivals)
+    assert set(arrivals) == set(rows)
+    assert {email for email in arrivals if arrivals.count(email) > 1} <= in_flight
