@@ -28,11 +28,15 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import io
+import os
 import re
 import signal
 import struct
+import subprocess
 import sys
 import time
+import typing
 from collections.abc import Sequence
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -514,74 +518,99 @@ class SigningProcess:
     JobError and the job stops at once.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process, keys: list[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], keys: list[bytes]) -> None:
+        assert process.stdin is not None and process.stdout is not None
         self.process = process
+        self.requests = process.stdin.fileno()
+        self.replies = process.stdout.fileno()
         self.index = {id(load_key(key)): number for number, key in enumerate(keys)}
         self.waiting: dict[int, tuple[_Message, int, _Key, bytes]] = {}
         """Request number: the message, which of its fields, the key and the field up to b=."""
         self.next = 0
         self.failed: str | None = None
-        self.reader = asyncio.get_running_loop().create_task(self._read())
+        self.buffer = b""
+        self.loop = asyncio.get_running_loop()
+        os.set_blocking(self.replies, False)
+        self.loop.add_reader(self.replies, self._read)
 
     @classmethod
     async def start(cls, keys: list[bytes]) -> SigningProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "newsletter.signing",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        process = subprocess.Popen(
+            [sys.executable, "-m", "newsletter.signing"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         assert process.stdin is not None
-        process.stdin.write(struct.pack(">H", len(keys)))
-        for key in keys:
-            process.stdin.write(struct.pack(">I", len(key)) + key)
+        # Small writes straight to the pipe: a request never waits (64 KB of pipe holds 1,700 of them, and the
+        # job has a few dozen out at most), and a dead child shows as BrokenPipeError here or EOF there.
+        process.stdin.write(struct.pack(">H", len(keys)) + b"".join(struct.pack(">I", len(k)) + k for k in keys))
+        process.stdin.flush()
         return cls(process, keys)
 
     def fields(self, prepared: Pending) -> asyncio.Future[list[bytes]]:
         """The DKIM-Signature field of each prepared key, asked of the child now, ready when it answers."""
-        assert self.process.stdin is not None
-        future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[bytes]] = self.loop.create_future()
         if self.failed:
             _fail(future, self.failed)
             return future
         message = _Message(future, len(prepared))
+        requests = []
         for place, (key, head, digest) in enumerate(prepared):
             self.next = (self.next + 1) & 0xFFFFFFFF
             self.waiting[self.next] = (message, place, key, head)
-            self.process.stdin.write(_REQUEST.pack(self.next, self.index[id(key.key)], digest))
+            requests.append(_REQUEST.pack(self.next, self.index[id(key.key)], digest))
+        try:
+            os.write(self.requests, b"".join(requests))
+        except OSError as exc:
+            self._stopped(exc)
         return future
 
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
+    def _read(self) -> None:
+        """Every reply that has arrived, in one go (the loop calls this when the pipe has data)."""
         try:
-            while True:
-                number, length = _REPLY.unpack(await self.process.stdout.readexactly(_REPLY.size))
-                signature = await self.process.stdout.readexactly(length)
-                message, place, key, head = self.waiting.pop(number)
-                message.fields[place] = key.field(head, signature)
-                message.missing -= 1
-                if message.missing == 0 and not message.future.done():
-                    message.future.set_result(message.fields)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            self.failed = f"the DKIM signing process stopped ({type(exc).__name__})"
-            for message, _, _, _ in self.waiting.values():
-                _fail(message.future, self.failed)
-            self.waiting.clear()
+            data = os.read(self.replies, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._stopped(exc)
+            return
+        if not data:
+            self._stopped(None)
+            return
+        buffer = self.buffer + data
+        start = 0
+        while len(buffer) - start >= _REPLY.size:
+            number, length = _REPLY.unpack_from(buffer, start)
+            end = start + _REPLY.size + length
+            if end > len(buffer):
+                break
+            message, place, key, head = self.waiting.pop(number)
+            message.fields[place] = key.field(head, buffer[start + _REPLY.size : end])
+            message.missing -= 1
+            if message.missing == 0 and not message.future.done():
+                message.future.set_result(message.fields)
+            start = end
+        self.buffer = buffer[start:]
+
+    def _stopped(self, exc: OSError | None) -> None:
+        if self.failed is None:
+            why = type(exc).__name__ if exc else f"exit code {self.process.poll()}"
+            self.failed = f"the DKIM signing process stopped ({why})"
+        self.loop.remove_reader(self.replies)
+        for message, _, _, _ in self.waiting.values():
+            _fail(message.future, self.failed)
+        self.waiting.clear()
 
     async def close(self) -> None:
         """Ends the child (it stops when its stdin closes) and waits for it."""
         self.failed = self.failed or "the DKIM signing process was closed"
-        if self.process.stdin is not None:
-            self.process.stdin.close()
+        self.loop.remove_reader(self.replies)
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]
         try:
-            await asyncio.wait_for(self.process.wait(), timeout=5)
-        except TimeoutError:
+            await asyncio.to_thread(self.process.wait, 5)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            await self.process.wait()
-        self.reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.reader
+            await asyncio.to_thread(self.process.wait)
+        self.process.stdout.close()  # type: ignore[union-attr]
 
 
 class _Message:
@@ -609,14 +638,19 @@ def _serve() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin, stdout = typing.cast(io.BufferedReader, sys.stdin.buffer), sys.stdout.buffer
     (count,) = struct.unpack(">H", stdin.read(2))
     keys = [load_key(stdin.read(struct.unpack(">I", stdin.read(4))[0])) for _ in range(count)]
-    while len(request := stdin.read(_REQUEST.size)) == _REQUEST.size:
-        number, index, digest = _REQUEST.unpack(request)
-        signature = _sign_digest(keys[index], digest)
-        stdout.write(_REPLY.pack(number, len(signature)) + signature)
-        stdout.flush()
+    pending = b""
+    while chunk := stdin.read1(65536):  # whatever has arrived: one read for many requests
+        pending += chunk
+        whole = len(pending) - len(pending) % _REQUEST.size
+        for start in range(0, whole, _REQUEST.size):
+            number, index, digest = _REQUEST.unpack_from(pending, start)
+            signature = _sign_digest(keys[index], digest)
+            stdout.write(_REPLY.pack(number, len(signature)) + signature)
+            stdout.flush()
+        pending = pending[whole:]
 
 
 if __name__ == "__main__":
