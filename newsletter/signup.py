@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from newsletter.config import Settings
 from newsletter.errors import BadToken, ListError, NewsletterError
 from newsletter.ledger import Ledger
+from newsletter.privacy import keyed_hash
 from newsletter.recipients import LONGEST_NAME, Authority, Recipient, load_authorities, valid_address
 
 if TYPE_CHECKING:
@@ -529,6 +530,8 @@ class SignUp:
                 opened.db.execute(
                     "DELETE FROM suppressions WHERE email = ? AND reason LIKE 'unsubscribed%'", (signup.email,)
                 )
+                # Confirming is fresh consent, proved by the mailbox: it lifts an erasure's block too (`forget`).
+                opened.db.execute("DELETE FROM forgotten WHERE key = ?", (keyed_hash(signup.email, self.secret),))
 
     def _spool_held(self) -> contextlib.AbstractContextManager[object]:
         return self.spool.lock if self.spool is not None else contextlib.nullcontext()

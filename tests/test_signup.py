@@ -31,6 +31,7 @@ from newsletter.config import Settings
 from newsletter.endpoint import create_app
 from newsletter.ledger import Ledger
 from newsletter.load import load_draft
+from newsletter.privacy import without_forgotten
 from newsletter.recipients import gather, load_authorities
 from newsletter.report import write_reports
 from newsletter.send import queue_recipients
@@ -360,6 +361,27 @@ def test_confirming_twice_is_harmless_and_lifts_an_unsubscribe_never_a_bounce(se
     with Ledger(settings.ledger) as ledger:
         assert ledger.suppression(left.email) is None
         assert ledger.suppression(bounced.email).startswith("hard bounce")
+
+
+def test_signing_up_again_after_being_forgotten_is_fresh_consent(
+    settings: Settings, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`forget` blocks the address from every list; a confirmed sign-up afterwards is the person asking again,
+    so it lifts the block and the next send includes them (once)."""
+    from newsletter.privacy import forget
+
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)  # the send's secret is the server's: the block would hold
+    with Ledger(settings.ledger) as ledger:
+        forget(settings, ledger, ON_A_LIST, SECRET)
+        people = {p.email for p in without_forgotten(_listed(settings), ledger, lambda: SECRET, {})}
+    assert ON_A_LIST not in people
+    token = make_confirmation_token(Signup(ON_A_LIST, "Sarah B", "dudley", "I agree"), SECRET)
+    assert httpx.post(f"{server}/subscribe/confirm/{token}").status_code == 200
+    issue = load_draft(DRAFTS[-1]).issue
+    with Ledger(settings.ledger) as ledger:
+        queue_recipients(ledger, issue, settings, load_authorities(settings.recipients / "authorities.yaml"))
+        rows = ledger.db.execute("SELECT authority FROM deliveries WHERE email = ?", (ON_A_LIST,)).fetchall()
+    assert rows == [("dudley",)]
 
 
 def test_a_body_too_big_is_refused_with_413(settings: Settings, server: str) -> None:
