@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import difflib
 import signal
 import sqlite3
 import sys
@@ -16,31 +14,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
-from newsletter.config import Settings, TransportSettings, load_settings
 from newsletter.errors import ConfigError, NewsletterError, OutputError, SpamAssassinMissing
-from newsletter.ledger import Ledger
-from newsletter.load import Draft, DraftError, Problem, load_draft
-from newsletter.recipients import Authority, ListSummary, Recipient, gather, load_authorities, valid_address
 
-if TYPE_CHECKING:  # imported where they are used: `--help` and `check` must not load the renderer or SMTP
+if TYPE_CHECKING:  # the rest is imported where it is used: `--help` and `check` must answer at once
+    from rich.progress import Task
+
+    from newsletter.config import Settings
     from newsletter.daily import IssueRun
     from newsletter.daily import Run as DailyRun
     from newsletter.inbox import Report as InboxReport
-    from newsletter.ledger import Row
+    from newsletter.ledger import Ledger, Row
+    from newsletter.load import Draft, Problem
     from newsletter.model import Issue
+    from newsletter.recipients import Authority, ListSummary
     from newsletter.send import Job, Outcome
     from newsletter.transport import Result, Transport
 
@@ -105,6 +92,8 @@ Config = Annotated[Path, typer.Option("--config", help="Sending settings (TOML).
 
 
 def settings_or_exit(path: Path) -> Settings:
+    from newsletter.config import load_settings
+
     if path != DEFAULT_CONFIG and not path.exists():  # a mistyped --config must not silently mean the defaults
         errors.print(
             f"--config {path}: there is no such file (without --config, newsletter.toml is read if it "
@@ -119,10 +108,14 @@ def settings_or_exit(path: Path) -> Settings:
 
 
 def authorities(folder: Path) -> dict[str, Authority]:
+    from newsletter.recipients import load_authorities
+
     return {a.slug: a for a in load_authorities(folder / "authorities.yaml")}
 
 
 def known_authority(slug: str, known: dict[str, Authority]) -> Authority:
+    import difflib
+
     if slug not in known:
         guess = difflib.get_close_matches(slug, list(known), n=1)
         hint = f"did you mean `{guess[0]}`?" if guess else f"use one of {', '.join(known)}"
@@ -158,6 +151,8 @@ def report(problems: list[Problem]) -> None:
 
 def open_draft(path: Path, known: dict[str, Authority]) -> Draft:
     """Load a draft or stop with its problems listed: the one way every command reads a draft."""
+    from newsletter.load import DraftError, load_draft
+
     try:
         return load_draft(path, known)
     except DraftError as exc:
@@ -199,8 +194,11 @@ def check(
 
 def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -> bool:
     """Print SpamAssassin's verdict on one real message of the issue; False when it looks like spam."""
+    from rich.table import Table
+
     from newsletter.archive import published
     from newsletter.message import Composer
+    from newsletter.recipients import Recipient
     from newsletter.render import render
     from newsletter.spam import score
 
@@ -299,6 +297,8 @@ def send(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send an approved issue to every recipient once; safe to stop and run again."""
+    import asyncio
+
     from newsletter.send import exclusive, preflight, queue_recipients
     from newsletter.transport import opener
 
@@ -462,6 +462,8 @@ def _daily_send(
     rate_from: str,
 ) -> None:
     """The issue due today, if anyone is still waiting for it; on other days nothing is checked, sent or said."""
+    import asyncio
+
     from newsletter.send import due_issue, preflight, queue_recipients
 
     found, run.unreadable = _read_drafts(known, settings)
@@ -494,6 +496,8 @@ def _with_overrides(settings: Settings, **changes: object) -> Settings:
     """The transport settings with the command line's values, checked like the file's (so `--rate -5` is refused)."""
     from pydantic import ValidationError
 
+    from newsletter.config import TransportSettings
+
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
         return settings
@@ -507,6 +511,8 @@ def _with_overrides(settings: Settings, **changes: object) -> Settings:
 
 
 def _ledger(settings: Settings) -> Ledger:
+    from newsletter.ledger import Ledger
+
     ledger = Ledger(settings.ledger)
     if ledger.created:
         errors.print(f"No send history at {settings.ledger}: starting one.")
@@ -551,6 +557,8 @@ def _dkim_key(settings: Settings) -> bytes | None:
 
 def _read_drafts(known: dict[str, Authority], settings: Settings) -> tuple[dict[str, Draft], list[Path]]:
     """Every draft in drafts/ by issue, and those that could not be read (their problems listed on stderr)."""
+    from newsletter.load import DraftError, load_draft
+
     found: dict[str, Draft] = {}
     unreadable: list[Path] = []
     for path in sorted(settings.drafts.glob("*.yaml")):
@@ -677,13 +685,25 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
-class RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed * 60:,.0f}/min" if task.speed else "–/min")
-
-
 def _run_with_progress(job: Job, total: int) -> Outcome:
     """The job under a progress bar on a terminal, or a line a minute in a log; Ctrl-C and SIGTERM stop it."""
+    import asyncio
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed * 60:,.0f}/min" if task.speed else "–/min")
+
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -723,6 +743,8 @@ def _run_with_progress(job: Job, total: int) -> Outcome:
 
 
 def _print_status(ledger: Ledger, issue: Issue, known: dict[str, Authority]) -> None:
+    from rich.table import Table
+
     summary = ledger.summary(issue.issue)
     table = Table(title=f"{issue.title}, {issue.month_label}")
     table.add_column("Authority")
@@ -748,6 +770,8 @@ def status(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Who has the issue, per authority, from the ledger."""
+    from newsletter.ledger import Ledger
+
     settings = settings_or_exit(config)
     known = authorities(settings.recipients)
     issue = open_draft(draft, known).issue
@@ -776,6 +800,11 @@ app.add_typer(recipients_app, name="recipients")
 @recipients_app.command("check")
 def recipients_check(config: Config = Path("newsletter.toml")) -> None:
     """Read every list and report, per authority, valid, invalid, duplicate and suppressed rows."""
+    from rich.table import Table
+
+    from newsletter.ledger import Ledger
+    from newsletter.recipients import gather
+
     settings = settings_or_exit(config)
     known = authorities(settings.recipients)
     suppressed: set[str] = set()
@@ -844,11 +873,14 @@ def proof(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send "[PROOF]" copies to a few people: one per different variant, or one authority's. No ledger, no lists."""
+    import asyncio
+
     from email_validator import EmailNotValidError
 
     from newsletter.archive import published
     from newsletter.message import Composer
     from newsletter.model import ascii_address
+    from newsletter.recipients import Recipient
     from newsletter.render import render
     from newsletter.send import preflight
     from newsletter.transport import opener
@@ -993,6 +1025,9 @@ def suppress_add(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Stop sending to an address."""
+    from newsletter.ledger import Ledger
+    from newsletter.recipients import valid_address
+
     settings = settings_or_exit(config)
     email = valid_address(email)
     with Ledger(settings.ledger) as ledger:
@@ -1009,6 +1044,8 @@ def suppress_remove(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Send to an address again (say why: it is printed for the record)."""
+    from newsletter.ledger import Ledger
+
     settings = settings_or_exit(config)
     with Ledger(settings.ledger) as ledger:
         if ledger.unsuppress(email):
@@ -1021,6 +1058,10 @@ def suppress_remove(
 @suppress_app.command("list")
 def suppress_list(config: Config = Path("newsletter.toml")) -> None:
     """Everyone on the suppression list, newest first."""
+    from rich.table import Table
+
+    from newsletter.ledger import Ledger
+
     settings = settings_or_exit(config)
     table = Table(title="Suppression list")
     for heading in ("Address", "Reason", "Source", "Since"):
@@ -1039,6 +1080,7 @@ def forget(
     """Erase a reader at their request: the ledger keeps only a keyed hash (so counts stay right) and never
     mails the address again, even if a list brings it back; says which lists still have it."""
     from newsletter.privacy import forget as erase
+    from newsletter.recipients import valid_address
 
     settings = settings_or_exit(config)
     email = valid_address(email)
@@ -1075,6 +1117,9 @@ def report_command(
     config: Config = Path("newsletter.toml"),
 ) -> None:
     """Per authority: who bounced, unsubscribed or signed up on the web since the last issue, as CSV files."""
+    from rich.table import Table
+
+    from newsletter.ledger import Ledger
     from newsletter.report import write_reports
 
     settings = settings_or_exit(config)
@@ -1105,6 +1150,7 @@ def inbox(
 ) -> None:
     """Read the reply mailbox: bounces and unsubscribe emails update the suppression list and the ledger."""
     from newsletter.inbox import InboxError, open_source, process
+    from newsletter.ledger import Ledger
 
     settings = settings_or_exit(config)
     url = source or settings.inbox.url
@@ -1139,6 +1185,8 @@ def inbox(
 
 
 def _print_inbox(done: InboxReport) -> None:
+    from rich.table import Table
+
     table = Table(title="Mailbox")
     for heading in ("Message", "Kind", "Address", "Action"):
         table.add_column(heading)

@@ -9,8 +9,6 @@ exit code: the monitor will notice the missing check-in itself.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -37,6 +35,9 @@ CheckInUrl = Annotated[str, AfterValidator(_check_in_url)]
 
 def check_in(url: str, ok: bool, summary: str) -> str | None:
     """Tell the monitor how the run went; None when it heard, else one line saying why not (no secret in it)."""
+    import urllib.error
+    import urllib.request  # here, not above: every command reads the settings, which check this module's URLs
+
     target = url if ok else f"{url}/fail"
     host = urlsplit(url).hostname
     request = urllib.request.Request(

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import cssutils
 import jinja2
 import mjml
 from premailer import Premailer
@@ -39,6 +40,11 @@ from newsletter.errors import RenderError
 from newsletter.load import Problem
 from newsletter.model import Attachment, Image, Issue, Person, Section, Session
 from newsletter.recipients import Authority
+
+# premailer validates every inline style against cssutils' property profiles, which compile some hundred
+# regular expressions the first time: a third of a second of every `check`. Validation only logs (and the
+# log is silenced below); without the profiles the HTML is the same, byte for byte (tests/test_render.py).
+cssutils.profile.removeProfile(all=True)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

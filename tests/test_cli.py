@@ -70,11 +70,12 @@ def test_a_misspelt_authority_gets_a_suggestion(tmp_path: Path) -> None:
 
 
 def test_the_cli_loads_no_renderer_smtp_or_web_stack_until_a_command_needs_it() -> None:
-    """`--help` and `check` must answer at once: premailer, mjml, icalendar, starlette, aiosmtplib and dkimpy
-    are imported by the commands that use them (a fact about sys.modules, not a timing)."""
+    """`--help` and `check` must answer at once: the renderer, SMTP, the web stack, and even the model, the
+    settings and asyncio are imported by the commands that use them (a fact about sys.modules, not a timing)."""
     code = (
         "import sys, newsletter.cli; print(' '.join(m for m in ('premailer', 'mjml', 'icalendar', 'starlette', "
-        "'aiosmtplib', 'dkim', 'uvicorn') if m in sys.modules))"
+        "'aiosmtplib', 'dkim', 'uvicorn', 'asyncio', 'pydantic', 'newsletter.config', 'ruamel.yaml', 'jinja2') "
+        "if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0, loaded.stderr
