@@ -40,7 +40,7 @@ class Plan:
     mjml_warmup: int = 20
     mjml_batches: int = 5
     mjml_per_batch: int = 20
-    check_repeats: int = 5
+    startup_repeats: int = 9
     send_recipients: int = 10_000
     send_dkim_recipients: int = 2_000
     send_connections: tuple[int, ...] = (1, 4, 8)
@@ -69,7 +69,7 @@ class Plan:
             mjml_warmup=1,
             mjml_batches=2,
             mjml_per_batch=1,
-            check_repeats=1,
+            startup_repeats=1,
             send_recipients=64,
             send_dkim_recipients=16,
             send_connections=(1, 2),

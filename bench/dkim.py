@@ -1,10 +1,7 @@
 """2b. DKIM: the cost of one signature (dkimpy against newsletter.signing), and the send with DKIM on against off.
 
-The send figures run the product's own path (`newsletter.send.Job` in a fresh `bench.worker`). When
-`newsletter/message.py` signs with `newsletter.signing.Signer` (it imports `Signer`), that is what is
-measured. Until then the worker's `--signer cryptography` puts a stand-in for `dkim.sign` into
-`newsletter.message` that signs with a Signer per variant, given the body pieces `_Part.encode` returned,
-which is what message.py is meant to do; the figures' notes say which of the two was measured.
+The send figures run the product's own path (`newsletter.send.Job` in a fresh `bench.worker`): the
+Composer prepares each signature and the job's signing process (newsletter.signing.SigningProcess) makes it.
 """
 
 from __future__ import annotations
@@ -38,14 +35,6 @@ TARGET_RATIO = 0.8
 SELECTOR = "bench"
 
 
-def wired() -> bool:
-    """message.py signs with newsletter.signing (it imports Signer), not with dkimpy's `dkim.sign`."""
-    from newsletter import message
-    from newsletter.signing import Signer
-
-    return getattr(message, "Signer", None) is Signer
-
-
 @contextmanager
 def captured_parts() -> Iterator[deque]:
     """Each `_Part.encode(fields)` result, as (part, chunks), the last two kept: a message's two parts."""
@@ -76,52 +65,6 @@ def body_pieces(data: bytes, recent: deque) -> list[bytes] | None:
     if not closing.startswith(b"--") or len(closing) > 100:
         return None
     return [*pieces, closing]
-
-
-class SigningStandIn:
-    """In place of the `dkim` module in newsletter.message: `sign(...)` as message.py calls dkimpy's, done by
-    a newsletter.signing.Signer per variant given the body pieces (as message.py will call it)."""
-
-    def __init__(self, recent: deque) -> None:
-        self.recent = recent
-        self.signers: dict[tuple, object] = {}
-        self.with_pieces = 0
-
-    def sign(
-        self,
-        message: bytes,
-        selector: bytes,
-        domain: bytes,
-        privkey: bytes,
-        include_headers: list[bytes] | None = None,
-        **_: object,
-    ) -> bytes:
-        from newsletter.signing import Signer
-
-        variant = self.recent[0][0] if self.recent else None
-        key = (variant, privkey, selector, domain, tuple(include_headers or ()))
-        signer = self.signers.get(key)
-        if signer is None:
-            signer = self.signers[key] = Signer(
-                privkey, selector.decode(), domain.decode(), include_headers=include_headers or [b"from"]
-            )
-        pieces = body_pieces(message, self.recent)
-        self.with_pieces += pieces is not None
-        return signer.sign(message, pieces)
-
-
-def use_signing() -> str:
-    """Make the product sign with newsletter.signing in this process; returns what is measured."""
-    if wired():
-        return "newsletter.signing, called by message.py"
-    from newsletter import message
-
-    if not hasattr(message, "dkim"):
-        raise RuntimeError("newsletter/message.py neither imports Signer nor calls dkim.sign: update bench/dkim.py")
-    context = captured_parts()
-    recent = context.__enter__()  # for the life of the worker process
-    message.dkim = SigningStandIn(recent)
-    return "newsletter.signing in place of dkim.sign (bench stand-in: message.py not switched yet)"
 
 
 # --- time per signature -------------------------------------------------------------------------------
@@ -253,7 +196,6 @@ def on_off(plan: Plan) -> list[Figure]:
     """The product's send to `plan.dkim_recipients` at N=4, DKIM off, RSA and Ed25519, interleaved run by run."""
     count, connections = plan.dkim_recipients, plan.dkim_connections
     runs: dict[str, list[float]] = {"off": [], "rsa": [], "ed25519": []}
-    measured = set()
     with tempfile.TemporaryDirectory(prefix="bench-dkim-send-") as tmp, smtp_sink() as port:
         work = Path(tmp)
         lists = work / "recipients"
@@ -271,18 +213,14 @@ def on_off(plan: Plan) -> list[Figure]:
                     str(ledger),
                     "--connections",
                     str(connections),
-                    "--signer",
-                    "cryptography",
                 ]
                 result = run_worker(*args, *(["--dkim-key", str(key)] if key else []))
                 if result["sent"] != count or result["ledger_sent"] != count:
                     raise RuntimeError(f"the send did not reach everyone: {result}")
-                if key:
-                    measured.add(result["signer"])
                 runs[label].append(count / result["send_s"])
                 for path in work.glob(f"{ledger.name}*"):
                     path.unlink()
-    how = "; ".join(sorted(measured))
+    how = "signed in the job's signing process (newsletter.signing.SigningProcess)"
     name = f"N={connections}, {count:,} recipients, ledger on"
     rsa_ratio = ratio_runs(runs["rsa"], runs["off"])
     return [

@@ -1,14 +1,11 @@
 """One send of the sample issue through the product's own code path, in a fresh interpreter.
 
     python -m bench.worker --port PORT --recipients DIR --ledger FILE [--connections N] [--rate R] [--dkim-key PEM]
-                           [--signer product|cryptography]
 
 Queues everyone on the lists in DIR (newsletter.send.queue_recipients), renders the sixteen variants, then
 runs newsletter.send.Job over newsletter.transport.opener to smtp://127.0.0.1:PORT, and prints one line
 of JSON: how many were sent, the seconds each phase took (and the CPU seconds of the send), the process's
-peak RSS, and what signed. With `--signer cryptography` the messages are signed by newsletter.signing even
-before message.py uses it (bench/dkim.py); `product` (the default) signs as message.py does. A fresh
-process per send keeps one run's memory and warm caches out of the next one's figures.
+and peak RSS. A fresh process per send keeps one run's memory and warm caches out of the next one's figures.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import time
 from pathlib import Path
 
 from bench.common import SAMPLE, SECRET, UNSUBSCRIBE_URL
-from bench.dkim import use_signing
 
 
 def peak_rss_kb() -> int:
@@ -44,7 +40,6 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1e9)
     parser.add_argument("--dkim-key", type=Path)
     parser.add_argument("--draft", type=Path, default=SAMPLE)
-    parser.add_argument("--signer", choices=("product", "cryptography"), default="product")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -73,9 +68,6 @@ def main() -> None:
     authorities = load_authorities(args.recipients / "authorities.yaml")
     issue = load_draft(args.draft, {a.slug: a for a in authorities}).issue
     key = args.dkim_key.read_bytes() if args.dkim_key else None
-    signer = "none"
-    if key:
-        signer = use_signing() if args.signer == "cryptography" else "as message.py signs"
     imported = time.perf_counter()
 
     with Ledger(settings.ledger) as ledger:
@@ -112,7 +104,6 @@ def main() -> None:
                 "total_s": finished - started,
                 "peak_rss_kb": peak_rss_kb(),
                 "send_cpu_s": cpu,
-                "signer": signer,
             }
         )
     )

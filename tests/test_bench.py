@@ -64,8 +64,8 @@ def test_the_tests_never_run_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert Plan().install_node and Plan.tiny().install_node and not PLAN.install_node
 
 
-def test_check_command() -> None:
-    run(render.check_command)
+def test_startup() -> None:
+    run(render.startup)
 
 
 def test_send_throughput() -> None:
@@ -85,59 +85,6 @@ def test_dkim_send_on_and_off() -> None:
     ratio = by_name(figures, "DKIM on (RSA) / DKIM off")
     assert ratio.target == "≥ 0.8" and ratio.met is not None
     assert "newsletter.signing" in by_name(figures, "DKIM on (RSA-SHA256").note
-
-
-def test_the_bench_stand_in_signs_as_message_py_will() -> None:
-    """Until message.py signs with newsletter.signing, the bench's stand-in for dkim.sign does, with the body
-    pieces `_Part.encode` returned: they must join to the body, and dkimpy must verify the result."""
-    import base64
-    import tempfile
-
-    import dkim as dkimpy
-    from cryptography.hazmat.primitives import serialization
-
-    from bench.common import dkim_key
-    from newsletter import message
-    from newsletter.config import Settings
-    from newsletter.load import load_draft
-    from newsletter.message import Composer
-    from newsletter.recipients import Recipient
-    from newsletter.render import render as render_issue
-
-    if dkim.wired():
-        pytest.skip("message.py signs with newsletter.signing itself: no stand-in needed")
-    issue = load_draft(ROOT / "drafts" / "2025-09.yaml").issue
-    composer = Composer(issue, render_issue(issue), Settings(), "k")
-    with dkim.captured_parts() as recent:
-        for i, name in enumerate(["Zoë Okafor", "Priya Sharma"]):
-            data = composer.compose(Recipient(f"r{i}@walsall.example.org", name, "walsall")).data
-            pieces = dkim.body_pieces(data, recent)
-            assert pieces is not None and b"".join(pieces) == data.split(b"\r\n\r\n", 1)[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        pem = dkim_key(Path(tmp)).read_bytes()
-    public = (
-        serialization.load_pem_private_key(pem, None)
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    settings = Settings.model_validate({"dkim": {"selector": "bench"}})
-    original = message.dkim
-    with dkim.captured_parts() as recent:
-        message.dkim = stand_in = dkim.SigningStandIn(recent)
-        try:
-            signed = [
-                Composer(issue, render_issue(issue), settings, "k", dkim_key=pem)
-                .compose(Recipient(f"r{i}@walsall.example.org", "Zoë Okafor", "walsall"))
-                .data
-                for i in range(3)
-            ]
-        finally:
-            message.dkim = original
-    assert stand_in.with_pieces == 3
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-    for data in signed:
-        assert b"c=relaxed/relaxed" in data[:400]
-        assert dkimpy.verify(data, dnsfunc=lambda name, timeout=5: record)
 
 
 def test_pacing() -> None:
