@@ -42,7 +42,7 @@ from newsletter.model import Attachment, Image, Issue, Person, Section, Session
 from newsletter.recipients import Authority
 
 # premailer validates every inline style against cssutils' property profiles, which compile some hundred
-# regular expressions the first time: a third of a second of every `check`. Validation only logs (and the
+# regular expressions the first time: about a tenth of a second of every `check`. Validation only logs (and the
 # log is silenced below): without the profiles the HTML of every draft and variant was the same, byte for byte.
 cssutils.profile.removeProfile(all=True)
 
