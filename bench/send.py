@@ -25,7 +25,7 @@ from bench.common import (
 
 SECTION = "2. Send throughput"
 TARGET_CONNECTIONS = 4
-TARGET_RATIO = 0.35
+TARGET_RATIO = 0.5
 
 
 def throughput(plan: Plan) -> list[Figure]:

@@ -161,6 +161,20 @@ def web_page(
     )
 
 
+def unsubscribed(settings: Settings, email: str, now: bool) -> HTMLResponse:
+    """The answer to an unsubscribe: recorded `now` (200), or spooled, to take effect in minutes (202)."""
+    who, title = html.escape(email), html.escape(settings.list.name)
+    if now:
+        return web_page(settings, "You are unsubscribed", f"<p>{who} will not get the {title} again.</p>")
+    return web_page(
+        settings,
+        "You are unsubscribed",
+        f"<p>{who} will not get the {title} again. It takes effect within "
+        "a few minutes: there is no need to do anything else.</p>",
+        status=202,
+    )
+
+
 def create_app(
     settings: Settings,
     secret: str,
@@ -322,15 +336,7 @@ def create_app(
         except UNAVAILABLE as exc:
             log.error("cannot record or spool an unsubscribe: %s", exc)
             return busy()
-        who = html.escape(email)
-        if now:
-            return page("You are unsubscribed", f"<p>{who} will not get the {title} again.</p>")
-        return page(
-            "You are unsubscribed",
-            f"<p>{who} will not get the {title} again. It takes effect within "
-            "a few minutes: there is no need to do anything else.</p>",
-            status=202,
-        )
+        return unsubscribed(settings, email, now)
 
     async def resubscribe(request: Request) -> HTMLResponse:
         email = recipient(request)

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter.config import Settings
-from newsletter.endpoint import HEADERS, MAX_BODY, RETRY_AFTER, UNAVAILABLE, log, web_page
+from newsletter.endpoint import HEADERS, MAX_BODY, RETRY_AFTER, UNAVAILABLE, log, unsubscribed, web_page
 from newsletter.errors import BadToken
 from newsletter.ledger import Ledger
 from newsletter.privacy import held_about, keyed_hash, listed_in
@@ -252,15 +252,7 @@ def routes(
         except UNAVAILABLE as exc:
             log.error("cannot record or spool an unsubscribe: %s", exc)
             return busy()
-        who = html.escape(email)
-        if now:
-            return page("You are unsubscribed", f"<p>{who} will not get the {title} again.</p>")
-        return page(
-            "You are unsubscribed",
-            f"<p>{who} will not get the {title} again. It takes effect within "
-            "a few minutes: there is no need to do anything else.</p>",
-            status=202,
-        )
+        return unsubscribed(settings, email, now)
 
     async def data(request: Request) -> Response:
         if await form(request) is None:

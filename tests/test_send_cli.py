@@ -56,6 +56,18 @@ def run(*args: str, cwd: Path = ROOT, **kwargs: object) -> subprocess.CompletedP
     )
 
 
+def start_send(settings: Path) -> subprocess.Popen[bytes]:
+    """`newsletter send` of the September issue in the background, to be killed."""
+    env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def everyone() -> list[str]:
     return [p.email for p in gather(ROOT / "recipients", load_authorities(ROOT / "recipients" / "authorities.yaml"))]
 
@@ -121,14 +133,7 @@ def test_killed_mid_send_then_rerun_gives_everyone_the_issue(tmp_path: Path) -> 
     people = everyone()
     with Server(Handler(delay=0.08)) as server:
         settings = config(tmp_path, server.url, connections=3)
-        env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
-        job = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        job = start_send(settings)
         deadline = time.monotonic() + 60
         while len(server.handler.arrivals) < len(people) // 3 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -185,12 +190,19 @@ def test_send_due_sends_only_approved_drafts_whose_day_has_come(tmp_path: Path, 
         assert not sent and "No approved issue is due today." in result.stdout
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path: Path, sig: signal.Signals) -> None:
-    """Ctrl-C (or systemd's SIGTERM): messages in flight finish, nothing is left `sending`, a re-run goes on."""
+@pytest.mark.parametrize(("sig", "dkim"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path: Path, sig: signal.Signals, dkim: bool) -> None:
+    """Ctrl-C (or systemd's SIGTERM), sent to the whole process group as a terminal and systemd send it (the
+    DKIM signing process included): messages in flight finish, nothing is left `sending`, a re-run goes on."""
+    from bench.common import dkim_key
+
     people = everyone()
     with Server(Handler(delay=0.08)) as server:
         settings = config(tmp_path, server.url, connections=2)
+        if dkim:
+            key = dkim_key(tmp_path)
+            text = settings.read_text(encoding="utf-8")
+            settings.write_text(f'{text}\n[dkim]\nselector = "news"\nkey_file = "{key}"\n', encoding="utf-8")
         env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
         job = subprocess.Popen(
             [sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
@@ -199,13 +211,17 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path: Path, sig: signal
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while len(server.handler.arrivals) < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
-        job.send_signal(sig)
-        out, _ = job.communicate(timeout=60)
-        assert job.returncode == 1 and "Stopped. Run the same command again" in out
+        os.killpg(job.pid, sig)
+        out, err = job.communicate(timeout=60)
+        assert job.returncode == 1 and "Stopped. Run the same command again" in out, err
+        assert "Traceback" not in err and "Error" not in err
+        if dkim:
+            assert all(b"DKIM-Signature:" in a.data for a in server.handler.arrivals)
         stopped_at = len(server.handler.arrivals)
         assert stopped_at < len(people)
         with Ledger(tmp_path / "ledger.db") as ledger:
@@ -280,14 +296,7 @@ def test_killed_amid_grouped_ledger_writes_loses_nobody(tmp_path: Path, fraction
     with Server() as server:
         settings = config(tmp_path, server.url, connections=4)
         settings.write_text(settings.read_text().replace(str(ROOT / "recipients"), str(lists)), encoding="utf-8")
-        env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret"}
-        job = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "send", SEPTEMBER, "--config", str(settings)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        job = start_send(settings)
         deadline = time.monotonic() + 120
         most_sending = 0  # what any reader of the ledger sees at any moment, not only after the kill
         while len(server.handler.arrivals) < len(people) * fraction and time.monotonic() < deadline:
