@@ -116,6 +116,9 @@ class Outgoing:
     message_id: str
     crlf: bool = False
     """The data's line ends are all CRLF and it ends with one (as the composer makes it): SMTP needs no conversion."""
+    wire: tuple[bytes, ...] | None = None
+    """The data as DATA sends it, in pieces (every line that starts with a dot has another, RFC 5321 4.5.2),
+    without the closing dot line; None when the transport is to make it."""
     signature: Pending | None = None
     """A DKIM signature still to be made (`compose(..., sign_later=True)`): `signed()` puts it in front."""
 
@@ -125,7 +128,8 @@ class Outgoing:
         if self.signature is None:
             return self
         made = finish(self.signature) if fields is None else b"".join(fields)
-        return dataclasses.replace(self, data=made + self.data, signature=None)
+        wire = (made, *self.wire) if self.wire is not None else None  # no DKIM-Signature line starts with a dot
+        return dataclasses.replace(self, data=made + self.data, signature=None, wire=wire)
 
 
 class Composer:
@@ -211,6 +215,9 @@ class Composer:
             _Part("html", rendered.html, self.boundary, escape=True),
         )
         self.closing = f"--{self.boundary}--\r\n".encode()
+        self.stuffed = {id(piece): _stuff(piece) for part in self.parts for piece in part.fixed()}
+        """The variant's fixed body pieces with their leading dots doubled for DATA, made once (by id: the
+        same objects come back in every message)."""
 
     def token(self, address: str) -> str:
         """The reader's token, which the unsubscribe and manage links carry (a proof's is PROOF_READER's)."""
@@ -260,8 +267,16 @@ class Composer:
         )
         fields = {"email": address, "unsubscribe_url": one_click or mailto, "manage_url": self.manage_link(token)}
         body = [*self.parts[0].encode(fields), *self.parts[1].encode(fields), self.closing]
-        data = b"".join([self.head, personal, self.tail, b"\r\n", *body])
-        message = Outgoing(sender=self.sender, recipient=address, data=data, message_id=message_id, crlf=True)
+        head = b"".join([self.head, personal, self.tail, b"\r\n"])
+        data = b"".join([head, *body])
+        message = Outgoing(
+            sender=self.sender,
+            recipient=address,
+            data=data,
+            message_id=message_id,
+            crlf=True,
+            wire=_dot_stuffed([head, *body], self.stuffed),
+        )
         if self.signer is None:
             return message
         message = dataclasses.replace(message, signature=self.signer.prepare(data, body))
@@ -452,6 +467,10 @@ class _Part:
             else:
                 self.items.append(_qp(piece) if last else _continued(_qp(piece)))
 
+    def fixed(self) -> list[bytes]:
+        """The pieces that are the same in every message."""
+        return [self.header, *(item for item in self.items if isinstance(item, bytes))]
+
     def encode(self, fields: dict[str, str]) -> list[bytes]:
         chunks = [self.header]
         for item in self.items:
@@ -464,6 +483,30 @@ class _Part:
             chunks.append(encoded if last else _continued(encoded))
         chunks.append(b"\r\n")
         return chunks
+
+
+def _stuff(data: bytes) -> bytes:
+    """`data` with a dot added to every line but its first that starts with one (SMTP DATA, RFC 5321 4.5.2)."""
+    return data.replace(b"\r\n.", b"\r\n..")
+
+
+def _dot_stuffed(chunks: list[bytes], stuffed: dict[int, bytes]) -> tuple[bytes, ...] | None:
+    """The message joined from `chunks`, dot-stuffed for DATA, as pieces: the fixed ones from `stuffed`, so
+    a message costs a replace over its own few bytes, not over all 55 KB. None when a line end is split
+    between two chunks (the transport then stuffs the whole message)."""
+    out = []
+    line_start = True
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if chunk.endswith(b"\r"):
+            return None
+        done = stuffed.get(id(chunk))
+        if done is None:
+            done = _stuff(chunk)
+        out.append(b"." + done if line_start and chunk.startswith(b".") else done)
+        line_start = chunk.endswith(b"\r\n")
+    return tuple(out)
 
 
 def _qp(text: str) -> bytes:

@@ -188,7 +188,10 @@ class Smtp(Transport):
                 if not client.is_connected:
                     raise
                 await client.helo()
-        payload, size = _wire(message.data, message.crlf)
+        if message.wire is not None:  # composed and dot-stuffed already, in pieces: one copy, here
+            payload, size = b"".join([*message.wire, b".\r\n"]), len(message.data)
+        else:
+            payload, size = _wire(message.data, message.crlf)
         options = [f"size={size}"] if client.supports_extension("size") else []
         try:
             if _DOT_ATOM.fullmatch(message.sender) and _DOT_ATOM.fullmatch(message.recipient):

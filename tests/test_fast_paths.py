@@ -188,6 +188,43 @@ def test_dot_stuffing_is_rfc_5321() -> None:
             assert _wire(data, crlf=True) == expected, data
 
 
+def test_messages_dot_stuffed_in_pieces_are_what_the_whole_message_stuffed_is() -> None:
+    """The Composer stuffs each variant's fixed pieces once (`Outgoing.wire`): joined, they must be exactly
+    what RFC 5321 makes of the whole message, signed or not, whatever the reader's address puts at a line's
+    start; and a line end split between two pieces hands the job back to the transport."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from newsletter.config import Settings
+    from newsletter.load import load_draft
+    from newsletter.message import Composer, _dot_stuffed
+    from newsletter.recipients import Recipient
+    from newsletter.render import render as render_issue
+
+    key = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    settings = Settings.model_validate(
+        {"list": {"unsubscribe_url": "https://updates.example.org/unsubscribe"}, "dkim": {"selector": "s"}}
+    )
+    # 73 characters put the next one at the start of a quoted-printable line: a dot there must be doubled
+    addresses = ["priya.sharma@walsall.example.org", "a" * 73 + ".b@walsall.example.org", "x." * 40 + "y@w.example.org"]
+    checked = 0
+    for draft in DRAFTS:
+        issue = load_draft(draft).issue
+        rendered = render_issue(issue)
+        for dkim_key in (None, key):
+            composer = Composer(issue, rendered, settings, "k", dkim_key=dkim_key)
+            for address in addresses:
+                message = composer.compose(Recipient(address, "Priya Sharma", "walsall"))
+                assert message.wire is not None
+                assert b"".join([*message.wire, b".\r\n"]) == rfc5321(message.data)[0]
+                checked += 1
+    assert checked == len(DRAFTS) * 2 * len(addresses)
+    assert _dot_stuffed([b"a\r", b"\n.b\r\n"], {}) is None
+    assert b"".join(_dot_stuffed([b"a\r\n", b".b\r\n", b".c"], {}) or ()) == b"a\r\n..b\r\n..c"
+
+
 def test_dot_stuffing_is_what_aiosmtplib_sends() -> None:
     """aiosmtplib's public sendmail, to a server that records the bytes of each MAIL command and DATA."""
     import aiosmtplib
