@@ -45,6 +45,7 @@ from newsletter.errors import BadToken, ListError, NewsletterError
 from newsletter.ledger import Ledger
 from newsletter.privacy import keyed_hash
 from newsletter.recipients import LONGEST_NAME, Authority, Recipient, load_authorities, valid_address
+from newsletter.unsubscribe import grouped
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -116,12 +117,13 @@ def make_confirmation_token(signup: Signup, secret: str, now: float | None = Non
     made = int(time.time() if now is None else now)
     payload = json.dumps([signup.email, signup.name, signup.authority, signup.consent], ensure_ascii=False)
     sealed = _cipher(secret).encrypt(_MADE.pack(made) + payload.encode(), [VERSION, _PURPOSE])
-    return base64.urlsafe_b64encode(VERSION + sealed).rstrip(b"=").decode("ascii")
+    return grouped(base64.urlsafe_b64encode(VERSION + sealed).rstrip(b"=").decode("ascii"))
 
 
 def read_confirmation_token(token: str, secret: str, max_age: float) -> Signup:
     """The sign-up a token holds; BadToken when it was forged, damaged, is another kind of token or too old."""
     try:
+        token = token.replace("~", "")
         raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
         if raw[:1] != VERSION:
             raise ValueError("not a confirmation token")

@@ -80,12 +80,12 @@ def test_the_footer_links_the_manage_page_in_both_parts_and_the_link_works(serve
     parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
     text = parsed.get_body(("plain",)).get_content()
     page = parsed.get_body(("html",)).get_content()
-    (in_text,) = re.findall(rf"{PUBLIC}/manage/[\w-]+", text)
-    (in_html,) = re.findall(rf'<a href="({PUBLIC}/manage/[\w-]+)"[^>]*>Manage your subscription</a>', page)
+    (in_text,) = re.findall(rf"{PUBLIC}/manage/[\w~-]+", text)
+    (in_html,) = re.findall(rf'<a href="({PUBLIC}/manage/[\w~-]+)"[^>]*>Manage your subscription</a>', page)
     assert in_text == in_html
     assert "Manage your subscription:\n" + in_text in text
     # The unsubscribe link beside it carries the same token.
-    assert in_text.rsplit("/", 1)[1] in re.findall(rf"{PUBLIC}/unsubscribe/([\w-]+)", text)[0]
+    assert in_text.rsplit("/", 1)[1] in re.findall(rf"{PUBLIC}/unsubscribe/([\w~-]+)", text)[0]
     opened = httpx.get(in_text.replace(PUBLIC, server))
     assert opened.status_code == 200
     assert READER in opened.text and selected(opened.text) == ["walsall"]

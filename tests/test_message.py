@@ -123,7 +123,7 @@ def _unsubscribe_tokens(message: email.message.EmailMessage) -> list[str]:
     import re
 
     texts = [message["List-Unsubscribe"], *(message.get_body((part,)).get_content() for part in ("plain", "html"))]
-    return [a or b for text in texts for a, b in re.findall(r"subject=unsubscribe%20([\w-]+)|/u/([\w-]+)", text)]
+    return [a or b for text in texts for a, b in re.findall(r"subject=unsubscribe%20([\w~-]+)|/u/([\w~-]+)", text)]
 
 
 def test_a_proofs_unsubscribe_links_unsubscribe_nobody(authorities: dict) -> None:
