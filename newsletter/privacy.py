@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import re
@@ -30,11 +29,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from newsletter.ledger import Ledger
 from newsletter.recipients import Authority, Recipient, RowProblem, load_authorities, read_list
+from newsletter.sealed import derived_key
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -50,13 +47,13 @@ _INFO = b"newsletter forgotten address v1"
 """HKDF's info: this key is for hashing addresses only, never the unsubscribe tokens' key."""
 
 
-@functools.lru_cache(maxsize=4)
 def _key(secret: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret.encode())
+    return derived_key(secret, _INFO)
 
 
 def keyed_hash(email: str, secret: str) -> str:
-    """The address's keyed hash (hex): the same for any case of the address, unguessable without the secret."""
+    """The address's keyed hash (hex): the same for any case of the address, unguessable without the secret.
+    It stands for a forgotten address, an expired row's, and an address asking for a confirmation today."""
     return hmac.new(_key(secret), email.strip().lower().encode(), hashlib.sha256).hexdigest()
 
 

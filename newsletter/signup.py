@@ -16,14 +16,9 @@ tell); at most one confirmation email per address per day, remembered only as a 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import contextlib
 import dataclasses
-import functools
-import hashlib
-import hmac
 import html
 import json
 import logging
@@ -35,17 +30,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from newsletter.config import Settings
 from newsletter.errors import BadToken, ListError, NewsletterError
 from newsletter.ledger import Ledger
 from newsletter.privacy import keyed_hash
 from newsletter.recipients import LONGEST_NAME, Authority, Recipient, load_authorities, valid_address
-from newsletter.unsubscribe import grouped
+from newsletter.sealed import seal, unseal
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -60,7 +50,6 @@ __all__ = [
     "RateLimit",
     "SignUp",
     "Signup",
-    "address_hash",
     "confirmation_message",
     "confirmed_readers",
     "joiners_since",
@@ -71,6 +60,8 @@ __all__ = [
 
 log = logging.getLogger("uvicorn.error")
 
+INFO = b"newsletter signup confirmation v1"
+"""HKDF's info for the confirmation tokens' key (newsletter.sealed)."""
 VERSION = b"\x01"
 """The first byte of every confirmation token, authenticated too."""
 _PURPOSE = b"signup confirmation"
@@ -95,43 +86,23 @@ class Signup:
     consent: str
 
 
-@functools.lru_cache(maxsize=8)
-def _key(secret: str, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret.encode())
-
-
-def _cipher(secret: str) -> AESSIV:
-    """Not the unsubscribe key (another HKDF info): an unsubscribe token never confirms, nor this one unsubscribes."""
-    return AESSIV(_key(secret, b"newsletter signup confirmation v1"))
-
-
-def address_hash(email: str, secret: str) -> str:
-    """A keyed hash of an address (HMAC-SHA256, its own key): lets the once-a-day limit work without the address."""
-    return hmac.new(
-        _key(secret, b"newsletter signup address hash v1"), email.lower().encode(), hashlib.sha256
-    ).hexdigest()
-
-
 def make_confirmation_token(signup: Signup, secret: str, now: float | None = None) -> str:
-    """The sealed, dated token of a confirmation link (a few hundred characters: it holds the consent wording)."""
+    """The sealed, dated token of a confirmation link (a few hundred characters: it holds the consent wording).
+    Its key is not the unsubscribe tokens' (another HKDF info): an unsubscribe token never confirms, nor this
+    one unsubscribes."""
     made = int(time.time() if now is None else now)
     payload = json.dumps([signup.email, signup.name, signup.authority, signup.consent], ensure_ascii=False)
-    sealed = _cipher(secret).encrypt(_MADE.pack(made) + payload.encode(), [VERSION, _PURPOSE])
-    return grouped(base64.urlsafe_b64encode(VERSION + sealed).rstrip(b"=").decode("ascii"))
+    return seal(_MADE.pack(made) + payload.encode(), secret, INFO, [VERSION, _PURPOSE])
 
 
 def read_confirmation_token(token: str, secret: str, max_age: float) -> Signup:
     """The sign-up a token holds; BadToken when it was forged, damaged, is another kind of token or too old."""
+    plain = unseal(token, secret, INFO, [VERSION, _PURPOSE])
     try:
-        token = token.replace("~", "")
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
-        if raw[:1] != VERSION:
-            raise ValueError("not a confirmation token")
-        plain = _cipher(secret).decrypt(raw[1:], [VERSION, _PURPOSE])
         (made,) = _MADE.unpack_from(plain)
         email, name, authority, consent = json.loads(plain[_MADE.size :].decode())
         signup = Signup(str(email), str(name), str(authority), str(consent))
-    except (InvalidTag, ValueError, TypeError, binascii.Error, struct.error):
+    except (ValueError, TypeError, struct.error):
         raise BadToken("invalid") from None
     if time.time() - made > max_age:
         raise BadToken("expired")
@@ -498,7 +469,7 @@ class SignUp:
     def _may_send(self, email: str) -> bool:
         """Whether to send a confirmation now: not to a bounced or otherwise suppressed address (an unsubscribed
         one may sign up again), and at most once a day per address; only the address's keyed hash is kept."""
-        key = address_hash(email, self.secret)
+        key = keyed_hash(email, self.secret)
         now = time.time()
         with self.ledger() as opened, opened.transaction():
             reason = opened.suppression(email)
@@ -511,7 +482,7 @@ class SignUp:
     def _forget_request(self, email: str) -> None:
         """The email did not go: let the address ask again today."""
         with self.ledger() as opened, opened.transaction():
-            opened.db.execute("DELETE FROM signup_requests WHERE address_hash = ?", (address_hash(email, self.secret),))
+            opened.db.execute("DELETE FROM signup_requests WHERE address_hash = ?", (keyed_hash(email, self.secret),))
 
     def _record(self, signup: Signup) -> None:
         """Write (or update) the sign-up and lift an unsubscribe, never a bounce. Harmless when repeated; a
