@@ -161,6 +161,26 @@ def web_page(
     )
 
 
+def token_reader(request: Request, settings: Settings, secret: str, max_age: int) -> str | None:
+    """The address of the link's token (the path's `{token}`), or None when it is forged, expired or not ours."""
+    try:
+        email, list_id = read_token(request.path_params["token"], secret, max_age)
+    except BadToken:
+        return None
+    return email if list_id == settings.list.id else None
+
+
+def busy_page(settings: Settings) -> HTMLResponse:
+    """503 while a send holds the ledger: nothing was done, and the reader is told to try again."""
+    return web_page(
+        settings,
+        "Please try again in a minute",
+        "<p>The list is being updated just now. Nothing has changed yet.</p>",
+        status=503,
+        headers={"Retry-After": RETRY_AFTER},
+    )
+
+
 def unsubscribed(settings: Settings, email: str, now: bool) -> HTMLResponse:
     """The answer to an unsubscribe: recorded `now` (200), or spooled, to take effect in minutes (202)."""
     who, title = html.escape(email), html.escape(settings.list.name)
@@ -194,11 +214,7 @@ def create_app(
         return web_page(settings, heading, body, status, headers)
 
     def recipient(request: Request) -> str | None:
-        try:
-            email, list_id = read_token(request.path_params["token"], secret, max_age)
-        except BadToken:
-            return None
-        return email if list_id == settings.list.id else None
+        return token_reader(request, settings, secret, max_age)
 
     def invalid() -> HTMLResponse:
         return page(
@@ -208,12 +224,7 @@ def create_app(
         )
 
     def busy() -> HTMLResponse:
-        return page(
-            "Please try again in a minute",
-            "<p>The list is being updated just now. Nothing has changed yet.</p>",
-            status=503,
-            headers={"Retry-After": RETRY_AFTER},
-        )
+        return busy_page(settings)
 
     def form(action: str, button: str) -> str:
         return f'<form method="post" action="{html.escape(action)}"><button type="submit">{button}</button></form>'

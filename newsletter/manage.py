@@ -28,12 +28,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter.config import Settings
-from newsletter.endpoint import HEADERS, MAX_BODY, RETRY_AFTER, UNAVAILABLE, log, unsubscribed, web_page
-from newsletter.errors import BadToken
+from newsletter.endpoint import HEADERS, MAX_BODY, UNAVAILABLE, busy_page, log, token_reader, unsubscribed, web_page
 from newsletter.ledger import Ledger
 from newsletter.privacy import held_about, keyed_hash, listed_in
 from newsletter.recipients import Authority, load_authorities
-from newsletter.unsubscribe import read_token
 
 REASON = "unsubscribed (manage page)"
 CONSENT = "chose their authority on the manage page (linked from an issue sent to them)"
@@ -69,11 +67,8 @@ def routes(
         return web_page(settings, heading, body, status, headers)
 
     def reader(request: Request) -> str | None:
-        try:
-            email, list_id = read_token(request.path_params["token"], secret, max_age)
-        except BadToken:
-            return None
-        return email.lower() if list_id == settings.list.id else None
+        email = token_reader(request, settings, secret, max_age)
+        return email.lower() if email else None
 
     def invalid() -> HTMLResponse:
         return page(
@@ -83,12 +78,7 @@ def routes(
         )
 
     def busy() -> HTMLResponse:
-        return page(
-            "Please try again in a minute",
-            "<p>The list is being updated just now. Nothing has changed yet.</p>",
-            status=503,
-            headers={"Retry-After": RETRY_AFTER},
-        )
+        return busy_page(settings)
 
     def back(token: str) -> str:
         return f'<p><a href="{html.escape(f"{base}/{token}")}">Back to your subscription</a></p>'
