@@ -996,9 +996,10 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8026,
     config: Config = Path("newsletter.toml"),
 ) -> None:
-    """Run the one-click unsubscribe endpoint (RFC 8058) that the emails' unsubscribe links point at."""
+    """Run the readers' web service: one-click unsubscribe (RFC 8058), the manage pages and the sign-up form."""
     from newsletter.endpoint import prefix, serve
     from newsletter.manage import manage_prefix
+    from newsletter.signup import signup_prefix
 
     if not 1 <= port <= 65535:
         errors.print(f"--port {port} is not a port: use a number from 1 to 65535, such as 8026.")
@@ -1011,6 +1012,9 @@ def serve_command(
         raise typer.Exit(2) from None
     console.print(f"Unsubscribe endpoint on http://{host}:{port}{prefix(settings)}/<token>")
     console.print(f"Manage pages on http://{host}:{port}{manage_prefix(settings)}/<token>")
+    signing_up = signup_prefix(settings)
+    if signing_up:
+        console.print(f"Sign-up form on http://{host}:{port}{signing_up}")
     serve(settings, secret, host, port)
 
 

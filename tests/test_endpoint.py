@@ -334,8 +334,11 @@ def test_serve_keeps_tokens_out_of_its_log_and_refuses_a_bad_port(tmp_path: Path
         assert httpx.get(f"http://127.0.0.1:{port}/unsubscribe/{token}").status_code == 200
         assert httpx.post(f"http://127.0.0.1:{port}/unsubscribe/{token}", data=ONE_CLICK).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/unsubscribe/{token}x?q=1").status_code == 400
+        assert httpx.get(f"http://127.0.0.1:{port}/subscribe").status_code == 200
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
+    for page in ("Unsubscribe endpoint", "Manage pages", "Sign-up form"):  # it says what it serves, and where
+        assert f"{page} on http://127.0.0.1:{port}/" in output
     assert "POST /unsubscribe/" in output  # there is an access log ...
     assert token not in output and token[:20] not in output  # ... without the tokens
