@@ -15,6 +15,7 @@ and `identity_problems` is what `check` says about all of it (contrast, logo, an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -605,10 +606,45 @@ def shipped_templates() -> jinja2.BaseLoader:
     return jinja2.PackageLoader(TEMPLATES, ".")
 
 
+class _Compiled(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs, so `check` and `render` do not compile the templates every time
+    (about 45 ms of each run). Jinja keeps them in the user's own folder in the temporary directory and checks
+    that nobody else can write there; an edited template is compiled again (its checksum is in the file).
+
+    A cache that cannot be read or written is no cache: rendering never fails because of it.
+    """
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)  # Jinja itself drops a file that is damaged or from another version
+        except OSError:
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _compiled(kind: str) -> jinja2.BytecodeCache | None:
+    """The cache for one kind of environment: the HTML one escapes and the text one does not, so the same
+    template compiles differently in each and they must not share."""
+    try:
+        return _Compiled(pattern=f"newsletter-{kind}-%s.cache")
+    except (OSError, RuntimeError):  # no temporary directory of our own to be had
+        return None
+
+
 @functools.cache
 def environment(templates_dir: Path | None = None) -> jinja2.Environment:
     """The HTML templates (autoescaped): the email's MJML and the archive index."""
-    env = _filters(jinja2.Environment(loader=_loader(templates_dir), autoescape=True, undefined=jinja2.StrictUndefined))
+    env = _filters(
+        jinja2.Environment(
+            loader=_loader(templates_dir),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            bytecode_cache=_compiled("html"),
+        )
+    )
     env.filters["markdown"] = markdown.to_html
     env.globals["contact"] = _html_contact
     return env
@@ -622,6 +658,7 @@ def _text_environment(templates_dir: Path | None = None) -> jinja2.Environment:
             autoescape=False,
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
+            bytecode_cache=_compiled("text"),
         )
     )
     env.filters["markdown"] = lambda source, refs: markdown.to_text(source, refs=refs)

@@ -3,7 +3,7 @@
 Headers written directly are what the general header writer writes (and, for everyday names, what the
 email package writes); whatever the general writer writes, a mail program reads back as the text it was
 given; bodies encoded once per variant decode to the filled parts; DATA dot-stuffed with replace is what
-aiosmtplib sends to a server.
+aiosmtplib sends to a server. Templates compiled in an earlier run are what compiling them gives.
 """
 
 from __future__ import annotations
@@ -12,10 +12,17 @@ import asyncio
 import email
 import email.header
 import email.policy
+import os
 import random
 import re
+import tempfile
+from collections.abc import Iterator
 from email.headerregistry import Address
 from email.message import EmailMessage
+from pathlib import Path
+
+import jinja2
+import pytest
 
 from conftest import DRAFTS
 
@@ -277,3 +284,84 @@ def test_dot_stuffing_is_what_aiosmtplib_sends() -> None:
         wire, size = _wire(data)
         assert payload == wire, data
         assert mail.rstrip(b"\r\n").lower().endswith(f" size={size}".encode()), (data, mail)
+
+
+@pytest.fixture
+def new_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A temporary directory of the test's own (where Jinja keeps compiled templates), and a way to start
+    afresh as a new run of `newsletter` would: no environment built yet."""
+    from newsletter import render
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def fresh() -> None:
+        render.environment.cache_clear()
+        render._text_environment.cache_clear()
+
+    fresh()
+    yield fresh
+    fresh()
+
+
+def test_templates_compiled_in_an_earlier_run_are_what_compiling_gives(
+    tmp_path: Path, new_runs: object, authorities: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.config import Settings
+    from newsletter.load import load_draft
+    from newsletter.render import render, shipped_templates
+
+    own = tmp_path / "templates"
+    own.mkdir()
+    shipped = shipped_templates().get_source(jinja2.Environment(), "email.txt.j2")[0]
+    (own / "email.txt.j2").write_text("Our own first line\n" + shipped, encoding="utf-8")
+    settings = Settings.model_validate({"templates_dir": own})
+    issue = load_draft(DRAFTS[-1], authorities).issue
+    first = render(issue, authorities["walsall"], settings=settings)
+    assert first.text.startswith("Our own first line")
+    kept = sorted(p.name.split("-")[1] for p in (tmp_path / "tmp").glob("_jinja2-cache-*/newsletter-*.cache"))
+    assert kept == ["html", "text"]
+
+    # The next run compiles nothing, and renders the same bytes.
+    new_runs()  # type: ignore[operator]
+    with monkeypatch.context() as patch:
+        patch.setattr(jinja2.Environment, "compile", lambda *a, **k: pytest.fail("compiled again"))
+        again = render(issue, authorities["walsall"], settings=settings)
+    assert (again.html, again.text) == (first.html, first.text)
+
+    # An edited template is compiled again: the edit shows.
+    (own / "email.txt.j2").write_text("Our own edited line\n" + shipped, encoding="utf-8")
+    new_runs()  # type: ignore[operator]
+    assert render(issue, authorities["walsall"], settings=settings).text.startswith("Our own edited line")
+
+    # A damaged cache (cut short, its checksum still right) is no cache.
+    for path in (tmp_path / "tmp").glob("_jinja2-cache-*/newsletter-*.cache"):
+        path.write_bytes(path.read_bytes()[:-100])
+    new_runs()  # type: ignore[operator]
+    damaged = render(issue, authorities["walsall"], settings=settings)
+    assert damaged.text.startswith("Our own edited line") and damaged.html == first.html
+
+
+def test_rendering_needs_no_cache_of_compiled_templates(tmp_path: Path, new_runs: object, authorities: dict) -> None:
+    """Where Jinja finds no folder of the user's own to keep them in, templates are compiled every run."""
+    from newsletter.config import Settings
+    from newsletter.load import load_draft
+    from newsletter.render import render
+
+    for path in (tmp_path / "tmp").iterdir():
+        path.unlink()
+    cache = tmp_path / "tmp" / f"_jinja2-cache-{os.getuid()}"
+    cache.write_text("a file where the folder would be")
+    issue = load_draft(DRAFTS[-1], authorities).issue
+    assert "Walsall" in render(issue, authorities["walsall"]).html
+    assert cache.read_text() == "a file where the folder would be"
+
+    # The folder taken away (a cleaner of temporary files) while the templates are being compiled.
+    cache.unlink()
+    new_runs()  # type: ignore[operator]
+    from newsletter.render import _text_environment, environment
+
+    folder = Settings().templates_dir
+    environment(folder), _text_environment(folder)  # the caches made: the folder is there
+    cache.rmdir()
+    assert "Walsall" in render(issue, authorities["walsall"]).html
