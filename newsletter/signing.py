@@ -28,30 +28,14 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import io
 import os
 import re
-import signal
-import struct
 import subprocess
 import sys
 import time
-import typing
 from collections.abc import Sequence
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import (
-    dsa,
-    ec,
-    ed448,
-    ed25519,
-    padding,
-    rsa,
-    x448,
-    x25519,
-)
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.hazmat.primitives.asymmetric import rsa
 from dkim.canonicalization import (
     CanonicalizationPolicy,
     compress_whitespace,
@@ -59,12 +43,11 @@ from dkim.canonicalization import (
 )
 
 from newsletter.errors import ConfigError, JobError
+from newsletter.keys import REPLY, REQUEST, PrivateKey, handover, load_key, sign_digest
 
-__all__ = ["DEFAULT_HEADERS", "MIN_RSA_BITS", "Pending", "Signer", "SigningProcess", "finish", "load_key"]
+__all__ = ["DEFAULT_HEADERS", "Pending", "Signer", "SigningProcess", "finish"]
 
 DEFAULT_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type")
-MIN_RSA_BITS = 1024
-"""RFC 8301: signers MUST use RSA keys of at least 1024 bits (and SHOULD use 2048)."""
 LINE = 78
 """The DKIM-Signature field is folded to lines of at most this many characters (RFC 5322's recommendation)."""
 
@@ -80,68 +63,8 @@ _T_DIGITS = 10
 """t= is ten digits from 2001 to 2286: the field's layout is the same for every message and is made once."""
 _T_MARK, _BH_MARK = b"\x00" * _T_DIGITS, b"\x01" * 44
 
-PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 Pending = list[tuple["_Key", bytes, bytes]]
 """A message's signatures, prepared: for each key, its field up to `b=` and the digest its signature covers."""
-_loaded: dict[bytes, PrivateKey] = {}
-_OTHER_KINDS = [
-    (ec.EllipticCurvePrivateKey, "an elliptic-curve (ECDSA) key"),
-    (dsa.DSAPrivateKey, "a DSA key"),
-    (ed448.Ed448PrivateKey, "an Ed448 key"),
-    (x25519.X25519PrivateKey, "an X25519 key"),
-    (x448.X448PrivateKey, "an X448 key"),
-]
-
-
-def load_key(data: bytes, name: str = "the DKIM key") -> PrivateKey:
-    """An RSA (at least 1024 bits) or Ed25519 private key in PEM (PKCS#1 or PKCS#8); an Ed25519 key may also be
-    the base64 of its 32 bytes, as dkimpy's `dknewkey` writes it. Anything else is a ConfigError.
-
-    OpenSSL checks an RSA key thoroughly when it reads it (about 50 ms for 2048 bits): a key already read in
-    this process (by the send's preflight, by another variant's Composer) is not read again.
-    """
-    key = _loaded.get(data)
-    if key is None:
-        key = _read_key(data, name)
-        if len(_loaded) < 8:
-            _loaded[data] = key
-    return key
-
-
-def _read_key(data: bytes, name: str) -> PrivateKey:
-    what = (
-        "it must be an RSA private key (2048 bits) or an Ed25519 private key in PEM form, without a password"
-        " (make one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`)"
-    )
-    text = data.strip()
-    if not text:
-        raise ConfigError(f"{name} is empty: {what}")
-    if not text.startswith(b"-----BEGIN"):
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            raise ConfigError(f"{name} is not a private key in PEM form: {what}")
-        return ed25519.Ed25519PrivateKey.from_private_bytes(raw)
-    try:
-        key = serialization.load_pem_private_key(text, password=None)
-    except TypeError:
-        raise ConfigError(f"{name} is protected by a password: {what}") from None
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        reason = str(exc).splitlines()[0].rstrip(".") if str(exc) else "it cannot be read"
-        raise ConfigError(f"{name} cannot be read ({reason}): {what}") from None
-    if isinstance(key, rsa.RSAPrivateKey):
-        if key.key_size < MIN_RSA_BITS:
-            raise ConfigError(
-                f"{name} is a {key.key_size}-bit RSA key, too short to be trusted (at least"
-                f" {MIN_RSA_BITS}; 2048 is usual): {what}"
-            )
-        return key
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key
-    kind = next((text for cls, text in _OTHER_KINDS if isinstance(key, cls)), "a private key of another kind")
-    raise ConfigError(f"{name} is {kind}, which DKIM does not sign with: {what}")
 
 
 class Signer:
@@ -347,20 +270,9 @@ class _Key:
         return head + _fold_signature(base64.b64encode(signature)) + _CRLF
 
 
-def _sign_digest(key: PrivateKey, digest: bytes) -> bytes:
-    """The signature of a SHA-256 digest (OpenSSL: about 250 µs for RSA-2048, 35 µs for Ed25519).
-
-    RSA-SHA256 signs the digest as PKCS#1 v1.5 does (the same bytes as signing the data); Ed25519-SHA256
-    signs the 32-byte digest itself, as RFC 8463 says.
-    """
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
-    return key.sign(digest)
-
-
 def finish(prepared: Pending) -> bytes:
     """The DKIM-Signature field(s) of a prepared message: thread-safe, and most of its time is OpenSSL's."""
-    return b"".join(key.field(head, _sign_digest(key.key, digest)) for key, head, digest in prepared)
+    return b"".join(key.field(head, sign_digest(key.key, digest)) for key, head, digest in prepared)
 
 
 def _fold_signature(b64: bytes) -> bytes:
@@ -501,11 +413,6 @@ class _BodyHash:
 
 # -- the private-key work in a process of its own ---------------------------------------------------------
 
-_REQUEST = struct.Struct(">IB32s")
-"""A request to the signing process: its number, which key, the SHA-256 digest to sign."""
-_REPLY = struct.Struct(">IH")
-"""A reply: the request's number and the signature's length; the signature follows."""
-
 
 class SigningProcess:
     """Signs prepared messages in a child process, for the send job.
@@ -536,12 +443,12 @@ class SigningProcess:
     @classmethod
     async def start(cls, keys: list[bytes]) -> SigningProcess:
         process = subprocess.Popen(
-            [sys.executable, "-m", "newsletter.signing"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-m", "newsletter.keys"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         assert process.stdin is not None
         # Small writes straight to the pipe: a request never waits (64 KB of pipe holds 1,700 of them, and the
         # job has a few dozen out at most), and a dead child shows as BrokenPipeError here or EOF there.
-        process.stdin.write(struct.pack(">H", len(keys)) + b"".join(struct.pack(">I", len(k)) + k for k in keys))
+        process.stdin.write(handover(keys))
         process.stdin.flush()
         return cls(process, keys)
 
@@ -556,7 +463,7 @@ class SigningProcess:
         for place, (key, head, digest) in enumerate(prepared):
             self.next = (self.next + 1) & 0xFFFFFFFF
             self.waiting[self.next] = (message, place, key, head)
-            requests.append(_REQUEST.pack(self.next, self.index[id(key.key)], digest))
+            requests.append(REQUEST.pack(self.next, self.index[id(key.key)], digest))
         try:
             os.write(self.requests, b"".join(requests))
         except OSError as exc:
@@ -577,13 +484,13 @@ class SigningProcess:
             return
         buffer = self.buffer + data
         start = 0
-        while len(buffer) - start >= _REPLY.size:
-            number, length = _REPLY.unpack_from(buffer, start)
-            end = start + _REPLY.size + length
+        while len(buffer) - start >= REPLY.size:
+            number, length = REPLY.unpack_from(buffer, start)
+            end = start + REPLY.size + length
             if end > len(buffer):
                 break
             message, place, key, head = self.waiting.pop(number)
-            message.fields[place] = key.field(head, buffer[start + _REPLY.size : end])
+            message.fields[place] = key.field(head, buffer[start + REPLY.size : end])
             message.missing -= 1
             if message.missing == 0 and not message.future.done():
                 message.future.set_result(message.fields)
@@ -628,30 +535,3 @@ def _fail(future: asyncio.Future[list[bytes]], why: str) -> None:
     if not future.done():
         future.set_exception(JobError(why))
         future.exception()
-
-
-def _serve() -> None:
-    """The child's side: read the keys, then sign each request's digest and answer, until stdin closes.
-
-    Ctrl-C and SIGTERM reach the whole process group (a terminal, systemd): they are the job's to handle, and
-    the job closes our stdin when it is done (a killed job's closes too), so the child ignores them.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    stdin, stdout = typing.cast(io.BufferedReader, sys.stdin.buffer), sys.stdout.buffer
-    (count,) = struct.unpack(">H", stdin.read(2))
-    keys = [load_key(stdin.read(struct.unpack(">I", stdin.read(4))[0])) for _ in range(count)]
-    pending = b""
-    while chunk := stdin.read1(65536):  # whatever has arrived: one read for many requests
-        pending += chunk
-        whole = len(pending) - len(pending) % _REQUEST.size
-        for start in range(0, whole, _REQUEST.size):
-            number, index, digest = _REQUEST.unpack_from(pending, start)
-            signature = _sign_digest(keys[index], digest)
-            stdout.write(_REPLY.pack(number, len(signature)) + signature)
-            stdout.flush()
-        pending = pending[whole:]
-
-
-if __name__ == "__main__":
-    _serve()

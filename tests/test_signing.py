@@ -304,7 +304,7 @@ def test_the_composers_messages_for_many_readers_all_verify() -> None:
 
 def test_a_key_is_read_once_per_process() -> None:
     """OpenSSL checks an RSA key for ~50 ms as it reads it: sixteen variants' Composers must not pay it 16 times."""
-    from newsletter.signing import load_key
+    from newsletter.keys import load_key
 
     assert load_key(RSA_PEM) is load_key(RSA_PEM)
     one, two = Signer(RSA_PEM, "news2025", DOMAIN), Signer(RSA_PEM, "news2025", DOMAIN)
