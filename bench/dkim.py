@@ -6,6 +6,7 @@ Composer prepares each signature and the job's signing process (newsletter.signi
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -21,6 +22,7 @@ from bench.common import (
     UNSUBSCRIBE_URL,
     Figure,
     Plan,
+    cpu_seconds,
     dkim_key,
     ed25519_key,
     ratio_runs,
@@ -193,9 +195,17 @@ def _version(package: str) -> str:
 
 
 def on_off(plan: Plan) -> list[Figure]:
-    """The product's send to `plan.dkim_recipients` at N=4, DKIM off, RSA and Ed25519, interleaved run by run."""
+    """The product's send to `plan.dkim_recipients` at N=4, DKIM off, RSA and Ed25519, interleaved run by run.
+
+    Beside the rates, where the CPU goes with RSA (the job, its signing process, smtp-sink: per message) and
+    what that allows at most: no run can be faster than the machine's cores doing nothing else, nor than the
+    job (one thread) at 100 % of one core. That bound over the same round's DKIM-off rate is the best on/off
+    ratio this machine could show."""
     count, connections = plan.dkim_recipients, plan.dkim_connections
     runs: dict[str, list[float]] = {"off": [], "rsa": [], "ed25519": []}
+    cpu: dict[str, list[float]] = {"job": [], "signing": [], "sink": []}
+    bound: list[float] = []
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="bench-dkim-send-") as tmp, smtp_sink() as port:
         work = Path(tmp)
         lists = work / "recipients"
@@ -214,10 +224,19 @@ def on_off(plan: Plan) -> list[Figure]:
                     "--connections",
                     str(connections),
                 ]
+                sink = cpu_seconds("smtp-sink")
                 result = run_worker(*args, *(["--dkim-key", str(key)] if key else []))
+                sink = cpu_seconds("smtp-sink") - sink
                 if result["sent"] != count or result["ledger_sent"] != count:
                     raise RuntimeError(f"the send did not reach everyone: {result}")
                 runs[label].append(count / result["send_s"])
+                if label == "rsa":
+                    job, signing = result["send_cpu_s"] / count * 1e6, result["signing_cpu_s"] / count * 1e6
+                    cpu["job"].append(job)
+                    cpu["signing"].append(signing)
+                    cpu["sink"].append(sink / count * 1e6)
+                    best = min(cores * 1e6 / (job + signing + cpu["sink"][-1]), 1e6 / job)
+                    bound.append(best / runs["off"][-1])
                 for path in work.glob(f"{ledger.name}*"):
                     path.unlink()
     how = "signed in the job's signing process (newsletter.signing.SigningProcess)"
@@ -241,6 +260,16 @@ def on_off(plan: Plan) -> list[Figure]:
             f"send DKIM on (Ed25519) / DKIM off, N={connections}",
             "x",
             ratio_runs(runs["ed25519"], runs["off"]),
+        ),
+        Figure(SECTION, "CPU per message, DKIM on (RSA): the job", "µs", cpu["job"], note="one thread"),
+        Figure(SECTION, "CPU per message, DKIM on (RSA): its signing process", "µs", cpu["signing"]),
+        Figure(SECTION, "CPU per message, DKIM on (RSA): smtp-sink", "µs", cpu["sink"]),
+        Figure(
+            SECTION,
+            f"best DKIM on (RSA) / off this machine allows ({cores} cores)",
+            "x",
+            bound,
+            note="min(cores ÷ all the CPU a message needs, one core ÷ the job's) over the round's DKIM-off rate",
         ),
     ]
 
