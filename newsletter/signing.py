@@ -120,8 +120,8 @@ class Signer:
         return finish(self.prepare(data, body, now=now))
 
     def prepare(self, data: bytes, body: Sequence[bytes] | None = None, *, now: float | None = None) -> Pending:
-        """Everything but the private-key operations, which `finish` does: a send job runs those in a thread
-        (OpenSSL lets go of the GIL), so an RSA signature costs the event loop almost nothing."""
+        """Everything but the private-key operations, which `finish` does (a send job has its signing process
+        do them: `SigningProcess`)."""
         end = data.find(b"\r\n\r\n")
         if end < 0:
             raise ValueError("a message to sign needs a header, a blank line and a body")
@@ -419,10 +419,12 @@ class SigningProcess:
 
     An RSA-2048 signature is about 250 µs of OpenSSL. In the job's own process it would take a third of
     the event loop's time per message, and a thread would fight the loop for the GIL at every system call.
-    A child process signs on the other core; the job's only work per message is 37 bytes to the child's
-    stdin and its 262-byte answer, read by the event loop. The keys reach the child through that pipe
-    (never a file, an argument or the environment). If the child dies, every waiting message fails with a
-    JobError and the job stops at once.
+    A child process (`python -m newsletter.keys`) signs on the other core; the job's only work per message is
+    37 bytes to the child's stdin and its 262-byte answer, read by the event loop. The requests are that
+    small on purpose: the job has a few dozen out at most, so its writes never wait for a full pipe, and the
+    replies are read as they come, so the two can never wait on each other. The keys reach the child through
+    that pipe (never a file, an argument or the environment). If the child dies, every waiting message fails
+    with a JobError and the job stops at once.
     """
 
     def __init__(self, process: subprocess.Popen[bytes], keys: list[bytes]) -> None:

@@ -14,6 +14,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -309,6 +311,17 @@ def test_a_key_is_read_once_per_process() -> None:
     assert load_key(RSA_PEM) is load_key(RSA_PEM)
     one, two = Signer(RSA_PEM, "news2025", DOMAIN), Signer(RSA_PEM, "news2025", DOMAIN)
     assert one._keys[0].key is two._keys[0].key
+
+
+def test_the_signing_process_imports_only_what_it_signs_with() -> None:
+    """Every send starts one: dkimpy (with dnspython), asyncio or the settings would triple its start."""
+    code = "import sys, newsletter.keys; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    )
+    assert "cryptography" in loaded
+    heavy = {"dkim", "dns", "asyncio", "pydantic"}
+    assert not [m for m in loaded if m.split(".")[0] in heavy or m in ("newsletter.signing", "newsletter.config")]
 
 
 def _job_settings(tmp_path: Path, url: str) -> Settings:
