@@ -8,11 +8,9 @@ The child imports only this module and `cryptography`: it starts in a third of t
 from __future__ import annotations
 
 import base64
-import io
+import os
 import signal
 import struct
-import sys
-import typing
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -115,6 +113,9 @@ REQUEST = struct.Struct(">IB32s")
 """A request to the signing process: its number, which key, the SHA-256 digest to sign."""
 REPLY = struct.Struct(">IH")
 """A reply: the request's number and the signature's length; the signature follows."""
+_STDIN, _STDOUT = 0, 1
+"""The signing process reads and writes them unbuffered: an answer goes as it is made, and nothing is left to
+flush (or to fail) at exit."""
 
 
 def handover(keys: list[bytes]) -> bytes:
@@ -126,23 +127,36 @@ def serve() -> None:
     """The child's side: read the keys, then sign each request's digest and answer, until stdin closes.
 
     Ctrl-C and SIGTERM reach the whole process group (a terminal, systemd): they are the job's to handle, and
-    the job closes our stdin when it is done (a killed job's closes too), so the child ignores them.
+    the job closes our stdin when it is done (a killed job's closes too), so the child ignores them. A job
+    that is gone (killed before it handed the keys over, or while answers were on their way) ends the child
+    quietly: nothing is waiting for them, and the job's own output says what happened.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    stdin, stdout = typing.cast(io.BufferedReader, sys.stdin.buffer), sys.stdout.buffer
-    (count,) = struct.unpack(">H", stdin.read(2))
-    keys = [load_key(stdin.read(struct.unpack(">I", stdin.read(4))[0])) for _ in range(count)]
-    pending = b""
-    while chunk := stdin.read1(65536):  # whatever has arrived: one read for many requests
-        pending += chunk
-        whole = len(pending) - len(pending) % REQUEST.size
-        for start in range(0, whole, REQUEST.size):
-            number, index, digest = REQUEST.unpack_from(pending, start)
-            signature = sign_digest(keys[index], digest)
-            stdout.write(REPLY.pack(number, len(signature)) + signature)
-            stdout.flush()
-        pending = pending[whole:]
+    try:
+        (count,) = struct.unpack(">H", _read_exactly(2))
+        keys = [load_key(_read_exactly(struct.unpack(">I", _read_exactly(4))[0])) for _ in range(count)]
+        pending = b""
+        while chunk := os.read(_STDIN, 65536):  # whatever has arrived: one read for many requests
+            pending += chunk
+            whole = len(pending) - len(pending) % REQUEST.size
+            for start in range(0, whole, REQUEST.size):
+                number, index, digest = REQUEST.unpack_from(pending, start)
+                signature = sign_digest(keys[index], digest)
+                os.write(_STDOUT, REPLY.pack(number, len(signature)) + signature)  # under PIPE_BUF: all of it
+            pending = pending[whole:]
+    except (EOFError, BrokenPipeError):
+        return
+
+
+def _read_exactly(size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(_STDIN, size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
 
 
 if __name__ == "__main__":

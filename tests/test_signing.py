@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import random
@@ -322,6 +323,30 @@ def test_the_signing_process_imports_only_what_it_signs_with() -> None:
     assert "cryptography" in loaded
     heavy = {"dkim", "dns", "asyncio", "pydantic"}
     assert not [m for m in loaded if m.split(".")[0] in heavy or m in ("newsletter.signing", "newsletter.config")]
+
+
+def test_a_signing_process_whose_job_is_gone_ends_quietly() -> None:
+    """A job killed (SIGKILL, the OOM killer) before it handed the keys over, or while answers were on their
+    way: its signing process ends at once, with no traceback in the terminal or the journal."""
+    from newsletter.keys import REQUEST, handover
+
+    command = [sys.executable, "-m", "newsletter.keys"]
+    before_keys = subprocess.run(command, input=b"\x00", capture_output=True, timeout=30)
+    assert (before_keys.returncode, before_keys.stderr) == (0, b"")
+
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    child.stdin.write(handover([RSA_PEM]) + REQUEST.pack(1, 0, bytes(32)))
+    child.stdin.flush()
+    assert child.stdout.read(6)  # it answers while someone reads
+    child.stdout.close()  # then nobody does
+    with contextlib.suppress(BrokenPipeError):
+        for number in range(2, 200):
+            child.stdin.write(REQUEST.pack(number, 0, bytes(32)))
+            child.stdin.flush()
+        child.stdin.close()
+    assert child.wait(timeout=30) == 0
+    assert child.stderr.read() == b""
 
 
 def _job_settings(tmp_path: Path, url: str) -> Settings:
