@@ -154,7 +154,7 @@ def markdown(figures: list[Figure], skipped: list[str], plan: Plan, elapsed: flo
 def plan_text(plan: Plan) -> str:
     return (
         f"render ×{plan.render_repeats} per draft; MJML {plan.mjml_batches} batches of {plan.mjml_per_batch} "
-        f"after {plan.mjml_warmup} warm-up renders; startup (python -c pass, --help, check) "
+        f"after {plan.mjml_warmup} warm-up renders; startup (python -c pass, --help, check, the floor) "
         f"×{plan.startup_repeats}; send {plan.send_recipients:,} "
         f"(DKIM off) and {plan.send_dkim_recipients:,} (DKIM on) recipients ×{plan.send_repeats} at N="
         f"{', '.join(map(str, plan.send_connections))}; pacing {plan.pacing_rate:.0f}/min for "

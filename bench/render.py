@@ -106,7 +106,7 @@ pydantic.main is BaseModel), YAML with line numbers, the renderer (its size warn
 
 def startup(plan: Plan) -> list[Figure]:
     """`newsletter --help` and `newsletter check drafts/2025-09.yaml` as an editor runs them (the whole process,
-    interpreter start included), against `python -c pass` in the same venv: the three alternate, round by
+    interpreter start included), against `python -c pass` in the same venv: they alternate, round by
     round, and each ratio is taken within its round. Beside them, the imports `check` cannot do without, and
     nothing else: the floor under `check`'s figure.
 
