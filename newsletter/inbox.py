@@ -29,10 +29,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from email_validator import EmailNotValidError
+
 from newsletter.bounce import KINDS, Classified, Failure, Kind, classify, short
 from newsletter.config import IMAP_PASSWORD_ENV as PASSWORD_ENV
 from newsletter.errors import NewsletterError
 from newsletter.ledger import SOFT_BOUNCES_IN_A_ROW, Ledger
+from newsletter.recipients import address as held_address
 from newsletter.transport import is_loopback
 
 PROCESSED = "Processed"
@@ -541,11 +544,27 @@ def _act(found: Classified, ledger: Ledger, list_id: str, label: str, dry_run: b
 
 
 def _sent_address(ledger: Ledger, failure: Failure) -> tuple[str, str | None]:
-    """The reported address we sent to (as sent, else the final recipient), and our newest issue for it."""
-    for address in (failure.address, failure.final):
-        if address and (last := ledger.last_issue_sent_to(address)) is not None:
-            return address, last
+    """The reported address we sent to (as sent, else the final recipient), and our newest issue for it.
+
+    A report may give an internationalised domain in Unicode (RFC 6533 `utf-8;`) where we sent to its
+    xn-- form: the ledger is asked for both, so the bounce is recorded, and suppresses, where the sends look.
+    """
+    for reported in (failure.address, failure.final):
+        for address in _as_sent(reported):
+            if (last := ledger.last_issue_sent_to(address)) is not None:
+                return address, last
     return failure.address, None
+
+
+def _as_sent(reported: str | None) -> list[str]:
+    """The address as reported, then as the lists and the ledger hold it, when that differs."""
+    if not reported:
+        return []
+    try:
+        held = held_address(reported)
+    except EmailNotValidError:
+        return [reported]
+    return [reported] if held == reported else [reported, held]
 
 
 def _bounce(ledger: Ledger, address: str, issue: str, failure: Failure, dry_run: bool) -> str:

@@ -535,6 +535,25 @@ def test_a_bounce_without_an_issue_belongs_to_the_last_issue_sent(tmp_path: Path
     assert report.moved == 1
 
 
+def test_a_bounce_that_gives_the_domain_in_unicode_is_recorded_where_we_sent(tmp_path: Path) -> None:
+    """RFC 6533: a report may name the reader `utf-8; jürgen@bücher.example` where we sent to the xn-- form
+    (forwarded on, say). The hard bounce is recorded for the address the ledger holds, so the next send skips it."""
+    sent = "jurgen@xn--bcher-kva.example"  # bücher.example, as the lists hold it
+    report = (
+        dsn("jurgen@bücher.example", issue="2025-09")
+        .replace(b"message/delivery-status", b"message/global-delivery-status")
+        .replace(b"Final-Recipient: rfc822;", b"Final-Recipient: utf-8;")
+    )
+    inbox = tmp_path / "inbox"
+    fill_maildir(inbox, [("", report)])
+    with make_ledger(tmp_path / "ledger.db", recipients=[*RECIPIENTS, sent]) as ledger:
+        process(MaildirSource(inbox), ledger, SECRET, LIST_ID, domain=DOMAIN)
+        assert {(email, issue, kind) for email, issue, kind, *_ in state(ledger)["bounces"]} == {
+            (sent, "2025-09", "hard")
+        }
+        assert ledger.suppression(sent) == "hard bounce: 550 5.1.1 mailbox problem"
+
+
 def test_a_bounce_of_our_issue_for_an_unknown_address_records_nothing_and_is_moved(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     fill_maildir(inbox, [("", dsn("nobody@example.org", issue="2025-09")), ("", stranger_bounce())])
