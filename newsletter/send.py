@@ -335,7 +335,7 @@ class Job:
             self._record(row, Result("failed", str(message)))
             return
         if fields is not None:
-            message = message.signed(await fields)
+            message = message.signed(await self._signature(fields))
         if self.pacer:
             await self.pacer.wait()
         if self.stop.is_set():
@@ -356,6 +356,15 @@ class Job:
         self._record(row, result)
         if result.status != "sent" and self.cap_left is not None:
             self.cap_left += 1
+
+    async def _signature(self, fields: Signing) -> list[bytes]:
+        """The message's DKIM fields from the signing process, which answers in milliseconds: one that stops
+        answering (stopped, stuck) ends the run after the transport's timeout, as a relay that stops would."""
+        timeout = self.settings.transport.timeout
+        try:
+            return await asyncio.wait_for(fields, timeout)
+        except TimeoutError:
+            raise JobError(f"the DKIM signing process did not answer in {timeout:g} s") from None
 
     def _record(self, row: Row, result: Result) -> None:
         attempts = row.attempts + 1

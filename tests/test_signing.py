@@ -349,6 +349,34 @@ def test_a_signing_process_whose_job_is_gone_ends_quietly() -> None:
     assert child.stderr.read() == b""
 
 
+def test_a_signing_process_that_stops_answering_ends_the_job_and_a_rerun_finishes(tmp_path: Path) -> None:
+    """Stopped (SIGSTOP), not dead: no end of file ever comes. The job ends after the transport's timeout with
+    one JobError instead of waiting for ever, nothing unsigned is sent, and the next run sends the rest."""
+    stopped: list[int] = []
+
+    def stop_after_ten(row: Row, result: Result) -> None:
+        if not stopped and job.outcome.sent >= 10 and job.signing is not None:
+            stopped.append(job.signing.process.pid)
+            os.kill(job.signing.process.pid, signal.SIGSTOP)
+
+    with Server() as server, Ledger(tmp_path / "ledger.db") as ledger:
+        settings = _job_settings(tmp_path, server.url)
+        job = _job(settings, ledger, stop_after_ten)
+        with pytest.raises(JobError, match="signing process did not answer in 2 s"):
+            asyncio.run(job.run())
+        assert stopped and job.signing is not None and job.signing.process.poll() is not None  # ended, not left
+        rows = dict(ledger.db.execute("SELECT email, status FROM deliveries").fetchall())
+        sent = {email for email, status in rows.items() if status == "sent"}
+        in_flight = {email for email, status in rows.items() if status == "sending"}
+        assert 10 <= len(sent) < len(rows) and len(in_flight) <= settings.transport.connections
+        assert {arrival.recipient for arrival in server.handler.arrivals} - sent <= in_flight
+        asyncio.run(_job(settings, ledger).run())
+    arrivals = [arrival.recipient for arrival in server.handler.arrivals]
+    assert all(verified(arrival.data) for arrival in server.handler.arrivals)
+    assert set(arrivals) == set(rows)
+    assert {email for email in arrivals if arrivals.count(email) > 1} <= in_flight
+
+
 def _job_settings(tmp_path: Path, url: str) -> Settings:
     return Settings.model_validate(
         {
