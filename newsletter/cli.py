@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from newsletter.errors import ConfigError, NewsletterError, OutputError, SpamAssassinMissing
+from newsletter.errors import ConfigError, NewsletterError, OutputError, SpamAssassinUnavailable
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `--help` and `check` must answer at once
     from rich.progress import Task
@@ -214,7 +214,7 @@ def _spam_score(issue: Issue, known: dict[str, Authority], settings: Settings) -
     )
     try:
         result = score(message.data)
-    except SpamAssassinMissing as exc:
+    except SpamAssassinUnavailable as exc:
         errors.print(f"[yellow]warning[/]: {exc}; the spam check was skipped.")
         return True
     table = Table(title=f"SpamAssassin: {result.points:.1f} points ({result.required:.1f} or more is spam)")

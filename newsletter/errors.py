@@ -13,7 +13,7 @@
     ├── NewIssueError          `newsletter new` cannot make the next draft          (exit 1)
     ├── OutputError            an --out folder that cannot be written
     ├── BadToken               an unsubscribe token that is forged, damaged or too old (ValueError)
-    └── SpamAssassinMissing    the spam check has nothing to run
+    └── SpamAssassinUnavailable  the spam check cannot run: not installed, broken or not answering
 
 The message of each is one sentence saying what is wrong, where, and what to do; nothing here imports
 from the rest of the package.
@@ -31,7 +31,7 @@ __all__ = [
     "NewsletterError",
     "OutputError",
     "RenderError",
-    "SpamAssassinMissing",
+    "SpamAssassinUnavailable",
     "TransportError",
 ]
 
@@ -78,5 +78,5 @@ class BadToken(NewsletterError, ValueError):
     pass
 
 
-class SpamAssassinMissing(NewsletterError):
+class SpamAssassinUnavailable(NewsletterError):
     pass

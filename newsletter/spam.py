@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 
-from newsletter.errors import SpamAssassinMissing
+from newsletter.errors import SpamAssassinUnavailable
 
 BAD_RULES = re.compile(r"^(MISSING_\w+|MPART_ALT_DIFF\w*|HTML_IMAGE_ONLY_\w+|HTML_SHORT_LINK_IMG\w*)$")
 """Rules that mean the message is malformed, not just unlucky."""
@@ -33,9 +33,19 @@ def score(message: bytes, timeout: float = 120) -> Score:
     """Run `spamassassin -L -t` (local tests only) on the message."""
     program = shutil.which("spamassassin")
     if program is None:
-        raise SpamAssassinMissing("SpamAssassin is not installed (Debian: apt-get install spamassassin)")
-    result = subprocess.run([program, "-L", "-t"], input=message, capture_output=True, timeout=timeout, check=False)
-    return parse(result.stdout.decode("utf-8", "replace"))
+        raise SpamAssassinUnavailable("SpamAssassin is not installed (Debian: apt-get install spamassassin)")
+    try:
+        result = subprocess.run([program, "-L", "-t"], input=message, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise SpamAssassinUnavailable(f"SpamAssassin did not answer in {timeout:g} s") from None
+    try:
+        return parse(result.stdout.decode("utf-8", "replace"))
+    except ValueError:
+        said = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = f": {said[0].strip()}" if said else ""
+        raise SpamAssassinUnavailable(
+            f"SpamAssassin gave no report (exit code {result.returncode}{why}); `spamassassin --lint` says more"
+        ) from None
 
 
 def parse(report: str) -> Score:

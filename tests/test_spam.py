@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from conftest import DRAFTS, ROOT
 from newsletter.config import Settings
+from newsletter.errors import SpamAssassinUnavailable
 from newsletter.load import load_draft
 from newsletter.message import Composer
 from newsletter.recipients import Recipient
@@ -69,3 +74,33 @@ def test_parse_reads_wrapped_descriptions() -> None:
         "BODY: HTML font color similar or identical to background",
     )
     assert result.bad_rules == ["MISSING_DATE"]
+
+
+def _spamassassin(folder: Path, script: str) -> str:
+    """A PATH whose `spamassassin` is `script` (a real program that misbehaves), then the usual PATH."""
+    program = folder / "spamassassin"
+    program.write_text(f"#!/bin/sh\n{script}\n")
+    program.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_a_broken_spamassassin_is_one_warning_not_a_traceback(tmp_path: Path) -> None:
+    """SpamAssassin installed without its rules answers with no report: the editor is told why, once."""
+    path = _spamassassin(tmp_path, 'echo "config: no rules were found!  Do you need to run sa-update?" >&2; exit 2')
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "check", "--spam", str(DRAFTS[-1])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": path},
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "SpamAssassin gave no report (exit code 2: config: no rules were found!" in result.stderr
+    assert "the spam check was skipped" in result.stderr
+
+
+def test_a_spamassassin_that_does_not_answer_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", _spamassassin(tmp_path, "exec sleep 60"))
+    with pytest.raises(SpamAssassinUnavailable, match="did not answer in 1 s"):
+        score(b"Subject: hello\r\n\r\nhello\r\n", timeout=1)
