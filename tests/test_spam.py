@@ -32,14 +32,20 @@ def test_sample_issue_scores_low_with_no_structural_rules() -> None:
     assert "HTML_MESSAGE" in [name for name, _, _ in result.rules]  # it really read the HTML part
 
 
-def test_check_spam_command_prints_the_rules() -> None:
-    result = subprocess.run(
+def check_spam(path: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`newsletter check --spam` on the sample issue, with `path` as PATH when given."""
+    return subprocess.run(
         [sys.executable, "-m", "newsletter", "check", "--spam", str(DRAFTS[-1])],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "PATH": path or os.environ["PATH"]},
     )
+
+
+def test_check_spam_command_prints_the_rules() -> None:
+    result = check_spam()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SpamAssassin:" in result.stdout and "HTML_MESSAGE" in result.stdout
 
@@ -87,14 +93,7 @@ def _spamassassin(folder: Path, script: str) -> str:
 def test_a_broken_spamassassin_is_one_warning_not_a_traceback(tmp_path: Path) -> None:
     """SpamAssassin installed without its rules answers with no report: the editor is told why, once."""
     path = _spamassassin(tmp_path, 'echo "config: no rules were found!  Do you need to run sa-update?" >&2; exit 2')
-    result = subprocess.run(
-        [sys.executable, "-m", "newsletter", "check", "--spam", str(DRAFTS[-1])],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PATH": path},
-    )
+    result = check_spam(path)
     assert result.returncode == 0 and "Traceback" not in result.stderr
     assert "SpamAssassin gave no report (exit code 2: config: no rules were found!" in result.stderr
     assert "the spam check was skipped" in result.stderr
