@@ -231,12 +231,16 @@ def routes(
             f"from the next issue.</p>{back(token)}",
         )
 
-    async def leave(request: Request) -> HTMLResponse:
+    async def clicked(request: Request) -> str | HTMLResponse:
+        """The reader a button's POST is for, or the page that refuses it (a body that is not a click, a bad link)."""
         if await form(request) is None:
             return page("Too much data", "<p>This address only takes a click of its button.</p>", status=413)
-        email = reader(request)
-        if email is None:
-            return invalid()
+        return reader(request) or invalid()
+
+    async def leave(request: Request) -> HTMLResponse:
+        email = await clicked(request)
+        if isinstance(email, HTMLResponse):
+            return email
         try:
             now = await run_in_threadpool(unsubscribe, email, REASON)
         except UNAVAILABLE as exc:
@@ -245,11 +249,9 @@ def routes(
         return unsubscribed(settings, email, now)
 
     async def data(request: Request) -> Response:
-        if await form(request) is None:
-            return page("Too much data", "<p>This address only takes a click of its button.</p>", status=413)
-        email = reader(request)
-        if email is None:
-            return invalid()
+        email = await clicked(request)
+        if isinstance(email, HTMLResponse):
+            return email
         try:
             body = await run_in_threadpool(download, email)
         except UNAVAILABLE:

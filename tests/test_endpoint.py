@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from conftest import DRAFTS, ROOT
 from newsletter.config import Settings
@@ -32,6 +31,7 @@ from newsletter.send import Job, queue_recipients
 from newsletter.transport import opener
 from newsletter.unsubscribe import MAX_AGE, make_token
 from smtp_server import free_port
+from web_server import running
 
 SECRET = "endpoint-secret"
 LIST_ID = "regional-update.wmchildrensservices.org.uk"
@@ -47,21 +47,6 @@ def settings(tmp_path: Path) -> Settings:
             "list": {"unsubscribe_url": "https://updates.example.org/unsubscribe"},
         }
     )
-
-
-@contextmanager
-def running(app: object) -> Iterator[str]:
-    """A real uvicorn server on loopback, in a thread."""
-    port = free_port()
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture

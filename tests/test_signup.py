@@ -14,16 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from axe_playwright_python.sync_playwright import Axe
 
 from conftest import DRAFTS, ROOT
@@ -43,6 +40,7 @@ from newsletter.signup import (
 )
 from newsletter.unsubscribe import make_token, read_token
 from smtp_server import Server, free_port
+from web_server import running
 
 SECRET = "signup-secret"
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
@@ -89,21 +87,6 @@ def make_settings(tmp_path: Path, lists: Path, smtp: Server, port: int, **signup
     )
 
 
-@contextmanager
-def running(settings: Settings, port: int) -> Iterator[str]:
-    """The endpoint's app (with the sign-up pages) under a real uvicorn on loopback, in a thread."""
-    app = create_app(settings, SECRET)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
 @pytest.fixture
 def port() -> int:
     return free_port()
@@ -116,7 +99,7 @@ def settings(tmp_path: Path, lists: Path, smtp: Server, port: int) -> Settings:
 
 @pytest.fixture
 def server(settings: Settings, port: int) -> Iterator[str]:
-    with running(settings, port) as url:
+    with running(create_app(settings, SECRET), port) as url:
         yield url
 
 
@@ -392,7 +375,7 @@ def test_a_body_too_big_is_refused_with_413(settings: Settings, server: str) -> 
 
 
 def test_a_client_asking_too_often_gets_429(tmp_path: Path, lists: Path, smtp: Server, port: int) -> None:
-    with running(make_settings(tmp_path, lists, smtp, port, per_client_per_hour=3), port) as server:
+    with running(create_app(make_settings(tmp_path, lists, smtp, port, per_client_per_hour=3), SECRET), port) as server:
         answers = [
             httpx.post(f"{server}/subscribe", data=form(f"r{n}@dudley.example.org")).status_code for n in range(5)
         ]
