@@ -1159,7 +1159,7 @@ def inbox(
     settings = settings_or_exit(config)
     url = source or settings.inbox.url
     if not url:
-        errors.print("Say which mailbox to read: set `url` under [inbox] in newsletter.toml, or pass --source.")
+        errors.print("Say which mailbox to read: set `url` under \\[inbox] in newsletter.toml, or pass --source.")
         raise typer.Exit(2)
     try:
         secret = settings.secret()

@@ -807,3 +807,23 @@ def test_the_inbox_command(tmp_path: Path) -> None:
     assert maildir_ids(inbox / ".Processed") == ids(UNDERSTOOD)
     with Ledger(tmp_path / "ledger.db") as ledger:
         assert ledger.suppression("gone@qmail.example.org").startswith("hard bounce")
+
+
+def test_the_inbox_command_without_a_mailbox_says_where_to_set_one(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "newsletter.toml"
+    config.write_text(f'ledger = "{tmp_path / "ledger.db"}"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "inbox", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NEWSLETTER_SECRET": SECRET, "COLUMNS": "200"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Say which mailbox to read: set `url` under [inbox] in newsletter.toml, or pass --source."
+    )
