@@ -20,6 +20,8 @@ from smtp_server import Handler, Server
 
 SECRET = "test-secret"
 ISSUE = load_draft(DRAFTS[-1]).issue
+JITTER = 0.05
+"""Seconds of scheduling delay allowed between a message leaving the job and the test server stamping it."""
 
 
 def settings_for(tmp_path: Path, url: str, **transport: object) -> Settings:
@@ -193,13 +195,16 @@ def test_daily_cap_stops_cleanly_and_next_run_goes_on(tmp_path: Path, authoritie
 def test_pacing_never_exceeds_the_rate_in_any_window(tmp_path: Path, authorities: dict, connections: int) -> None:
     """600 a minute is 20 in any 2 seconds: the relay's 60-second window, scaled down 30 times.
 
-    Arrival times are read at the server, after the network, as the relay would count them.
+    Arrival times are read at the server, after the network, as the relay would count them. Each message
+    reaches that clock through two busy event loops (ours and the server's), so the window is 50 ms short of
+    2 s: at this scale the product's 1 % margin is only 20 ms, where at the relay's real 60-second window it
+    is 600 ms. A burst (a catch-up after a stall) still fails at once.
     """
     with Server() as server:
         send(settings_for(tmp_path, server.url, rate_per_minute=600, connections=connections), authorities)
     times = sorted(a.at for a in server.handler.arrivals)
     assert len(times) >= 48
-    busiest = max(sum(1 for t in times[i:] if t < start + 2.0) for i, start in enumerate(times))
+    busiest = max(sum(1 for t in times[i:] if t < start + 2.0 - JITTER) for i, start in enumerate(times))
     assert busiest <= 20
     achieved = (len(times) - 1) / (times[-1] - times[0]) * 60
     assert 600 * 0.9 <= achieved <= 600
